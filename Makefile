@@ -1,0 +1,27 @@
+# Set-up on a fresh machine is part of every target: a .venv is created if absent.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test bench venv clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+venv: $(BIN)/python
+
+demo: venv
+	$(BIN)/pip install -q -e '.[examples]'
+	$(BIN)/python -m chainrule train logreg
+
+test: venv
+	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/python -m pytest
+
+bench: venv
+	$(BIN)/pip install -q -e '.[torch]'
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis

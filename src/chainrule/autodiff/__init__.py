@@ -1,0 +1,1 @@
+"""Automatic differentiation: the reverse-mode engine (forward mode and transforms build on it)."""

@@ -1,0 +1,253 @@
+"""The reverse-mode engine.
+
+It walks the tape iteratively (no recursion, so a chain of 100,000 ops is fine):
+count each node's consumers, then process nodes whose consumers are all done,
+calling the primitive's vjp rule — under grad mode when ``create_graph`` is set,
+so the gradient computation is itself recorded and can be differentiated again.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..core import dispatch
+from ..core.dispatch import Node, InputMeta, user_site
+from ..core.tensor import Tensor, _make
+from ..ops import elementwise as ew
+
+_FREED = ("Trying to backward through the graph a second time (or to use its saved values "
+          "after they were freed). Pass retain_graph=True to the first backward() or "
+          "autograd.grad() call if you need to go through it again.")
+
+
+def _check_saved(node: Node) -> None:
+    saves = node.prim.saves
+    k = 0
+    for i, inp in enumerate(node.inputs):
+        if i in saves:
+            if inp._version[0] != node.versions[k]:
+                _modified(node, f"input {i}", inp.shape, inp.dtype, inp._version,
+                          node.versions[k])
+            k += 1
+    if node.out_version is not None:
+        cell, seen = node.out_version
+        if cell[0] != seen:
+            _modified(node, "output", node.out.shape, node.out.dtype, cell, seen)
+
+
+def _modified(node, what, shape, dtype, cell, expected):
+    raise RuntimeError(
+        f"one of the tensors needed for gradient computation has been modified by an "
+        f"in-place operation: the {what} ({tuple(shape)} {dtype}) saved by "
+        f"'{node.prim.name}' is at version {cell[0]}, expected version {expected}; it was "
+        f"changed by {cell[1]}. Use an out-of-place op, or .clone() before changing it.")
+
+
+def _graph(roots):
+    """Consumer counts of every node reachable from ``roots`` (iterative DFS)."""
+    deps = {}
+    stack = list(roots)
+    seen = set(roots)
+    while stack:
+        node = stack.pop()
+        for p in node.parents:
+            if p.__class__ is Node:
+                deps[p] = deps.get(p, 0) + 1
+                if p not in seen:
+                    seen.add(p)
+                    stack.append(p)
+    return deps
+
+
+def _needed(roots, sinks) -> set:
+    """Nodes whose vjp leads to a sink (a requested input): iterative post-order DFS."""
+    state = {}
+    stack = [(r, False) for r in roots]
+    while stack:
+        node, done = stack.pop()
+        if done:
+            state[node] = any(p is not None and (p in sinks or state.get(p, False))
+                              for p in node.parents)
+        elif node not in state:
+            state[node] = False
+            stack.append((node, True))
+            stack.extend((p, False) for p in node.parents
+                         if p.__class__ is Node and p not in state)
+    return {n for n, v in state.items() if v}
+
+
+def run_backward(roots, root_grads, retain_graph, create_graph, sinks=None) -> dict:
+    """Propagate ``root_grads`` from ``roots`` to the leaves.
+
+    Returns the total gradient of every leaf reached (keyed by the leaf Tensor), and
+    of every key in ``sinks`` (leaf Tensors or Nodes) when ``sinks`` is given; then
+    only the part of the graph that leads to a sink is computed.
+    """
+    grads = {}
+    leaves = {}
+    for t, g in zip(roots, root_grads):
+        key = t._node if t._node is not None else t
+        store = grads if t._node is not None else leaves
+        store[key] = g if key not in store else ew.add(store[key], g)
+    root_nodes = list(dict.fromkeys(t._node for t in roots if t._node is not None))
+    deps = _graph(root_nodes)
+    needed = None if sinks is None else _needed(root_nodes, sinks)
+    captured = {}
+    ready = [n for n in root_nodes if n not in deps]
+    prev_mode = dispatch._grad_enabled
+    dispatch._grad_enabled = bool(create_graph)
+    try:
+        while ready:
+            node = ready.pop()
+            g = grads.pop(node, None)
+            if g is not None:
+                g = _visit(node, g, captured, sinks)
+            if g is not None and (needed is None or node in needed):
+                if node.inputs is None:
+                    raise RuntimeError(_FREED)
+                _propagate(node, g, grads, leaves)
+            for p in node.parents:
+                if p.__class__ is Node:
+                    deps[p] -= 1
+                    if deps[p] == 0:
+                        ready.append(p)
+            if not retain_graph:
+                node.inputs = node.out = None
+    finally:
+        dispatch._grad_enabled = prev_mode
+    for leaf, g in leaves.items():
+        if leaf._hooks:
+            for hook in leaf._hooks:
+                r = hook(g)
+                g = g if r is None else r
+        leaves[leaf] = g
+    captured.update({k: v for k, v in leaves.items() if sinks is None or k in sinks})
+    return captured
+
+
+def _visit(node: Node, g: Tensor, captured: dict, sinks):
+    if node.hooks:
+        for hook in node.hooks:
+            r = hook(g)
+            g = g if r is None else r
+    if node.retain is not None:
+        t = node.retain()
+        if t is not None:
+            t.grad = g if dispatch._grad_enabled else g.detach()
+    if sinks is not None and node in sinks:
+        captured[node] = g
+    return g
+
+
+def _propagate(node: Node, g: Tensor, grads: dict, leaves: dict) -> None:
+    if node.versions or node.out_version is not None:
+        _check_saved(node)
+    out = _make(node.out, node) if node.out is not None else None
+    gins = node.prim.vjp(g, out, *node.inputs, **node.params)
+    for p, gi, inp in zip(node.parents, gins, node.inputs):
+        if p is None or gi is None:
+            continue
+        if gi.data.shape != inp.shape or gi.data.dtype != inp.dtype:
+            raise RuntimeError(
+                f"internal error in the vjp rule of '{node.prim.name}': gradient "
+                f"{tuple(gi.shape)} {gi.dtype} for an input of {tuple(inp.shape)} {inp.dtype}")
+        store = grads if p.__class__ is Node else leaves
+        prev = store.get(p)
+        store[p] = gi if prev is None else ew.add(prev, gi)
+
+
+# ------------------------------------------------------------------ public API
+
+def _as_list(x):
+    if x is None:
+        return None
+    return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
+def _root_grads(outputs, grad_outputs, op):
+    grads = []
+    for i, t in enumerate(outputs):
+        if not isinstance(t, Tensor) or not t.requires_grad:
+            raise RuntimeError(f"{op}: element {i} of the outputs does not require grad and "
+                               f"has no grad_fn, at {user_site()}")
+        g = None if grad_outputs is None else grad_outputs[i]
+        if g is None:
+            if t.data.size != 1:
+                raise RuntimeError(
+                    f"{op}: grad can be implicitly created only for scalar outputs; got an "
+                    f"output of shape {tuple(t.shape)}: pass gradient= (a tensor of that "
+                    f"shape), at {user_site()}")
+            g = _make(np.ones(t.shape, t.dtype))
+        else:
+            g = g if isinstance(g, Tensor) else Tensor(np.asarray(g, dtype=t.dtype))
+            if g.shape != t.shape:
+                raise RuntimeError(
+                    f"{op}: gradient of shape {tuple(g.shape)} does not match the output "
+                    f"shape {tuple(t.shape)}, at {user_site()}")
+            if g.dtype != t.dtype:
+                g = ew.cast(g, t.dtype)
+        grads.append(g)
+    return grads
+
+
+def _owned(g: Tensor, taken: set) -> Tensor:
+    """``g`` if it may become a ``.grad`` as is, else a private copy."""
+    if id(g) in taken or g.data.base is not None or not g.data.flags.writeable:
+        g = _make(np.array(g.data)) if g._node is None else ew.mul(g, 1)
+    taken.add(id(g))
+    return g
+
+
+def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, inputs=None):
+    """Accumulate gradients of ``tensors`` into the ``.grad`` of the leaves (or of
+    ``inputs`` only, when given)."""
+    outputs = _as_list(tensors)
+    grads = _root_grads(outputs, _as_list(grad_tensors), "backward")
+    if retain_graph is None:
+        retain_graph = create_graph
+    targets = _as_list(inputs)
+    sinks = None
+    if targets is not None:
+        sinks = {t._node if t._node is not None else t for t in targets}
+    result = run_backward(outputs, grads, retain_graph, create_graph, sinks)
+    taken = {id(g) for g in grads}
+    dest = targets if targets is not None else [k for k in result if k.__class__ is not Node]
+    for t in dest:
+        g = result.get(t._node if t._node is not None else t)
+        if g is None:
+            continue
+        if not create_graph and g._node is not None:
+            g = g.detach()
+        if t.grad is None:
+            t.grad = _owned(g, taken)
+        elif create_graph or t.grad._node is not None:
+            t.grad = ew.add(t.grad, g)
+        else:
+            np.add(t.grad.data, g.data, out=t.grad.data)
+
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
+         allow_unused=False, materialize_grads=False):
+    """The gradients of ``outputs`` with respect to ``inputs``, returned as a tuple
+    (``.grad`` fields are left untouched)."""
+    outs = _as_list(outputs)
+    ins = _as_list(inputs)
+    for i, t in enumerate(ins):
+        if not isinstance(t, Tensor) or not t.requires_grad:
+            raise RuntimeError(f"grad: input {i} does not require grad, at {user_site()}")
+    grads = _root_grads(outs, _as_list(grad_outputs), "grad")
+    if retain_graph is None:
+        retain_graph = create_graph
+    keys = [t._node if t._node is not None else t for t in ins]
+    result = run_backward(outs, grads, retain_graph, create_graph, set(keys))
+    res = []
+    for i, (t, k) in enumerate(zip(ins, keys)):
+        g = result.get(k)
+        if g is None:
+            if materialize_grads:
+                g = _make(np.zeros(t.shape, t.dtype))
+            elif not allow_unused:
+                raise RuntimeError(
+                    f"grad: input {i} ({tuple(t.shape)} {t.dtype}) was not used in the "
+                    f"graph of the outputs; pass allow_unused=True to get None for it")
+        res.append(g)
+    return tuple(res)

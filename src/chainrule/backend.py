@@ -1,0 +1,71 @@
+"""The array backend and the dtype policy.
+
+Everything that touches the array library goes through ``xp`` so that a CuPy
+backend can replace NumPy later without touching the primitive table.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+xp = np  # the array module; CuPy exposes the same API
+
+float32 = np.dtype("float32")
+float64 = np.dtype("float64")
+int32 = np.dtype("int32")
+int64 = np.dtype("int64")
+bool_ = np.dtype("bool")
+
+_default_float = [float32]
+
+
+def get_default_dtype() -> np.dtype:
+    """The dtype of tensors made from Python floats (float32 unless changed)."""
+    return _default_float[0]
+
+
+def set_default_dtype(dtype) -> None:
+    """Set the dtype used for Python floats: float32 or float64."""
+    dt = np.dtype(dtype)
+    if dt not in (float32, float64):
+        raise TypeError(f"set_default_dtype: only float32 or float64, got {dt}")
+    _default_float[0] = dt
+
+
+def is_floating(dtype) -> bool:
+    return np.dtype(dtype).kind == "f"
+
+
+def to_dtype(dtype) -> np.dtype:
+    """Normalize a dtype spec (NumPy dtype, string, Python type) to a NumPy dtype."""
+    if dtype is float:
+        return get_default_dtype()
+    if dtype is int:
+        return int64
+    if dtype is bool:
+        return bool_
+    return np.dtype(dtype)
+
+
+def asarray(value, dtype=None) -> np.ndarray:
+    """Convert Python data to an array with chainrule's defaults.
+
+    Python floats become the default float dtype (float32), Python ints int64,
+    bools bool. NumPy arrays keep their dtype unless ``dtype`` is given.
+    """
+    if dtype is not None:
+        return xp.asarray(value, dtype=to_dtype(dtype))
+    if isinstance(value, xp.ndarray):
+        return value
+    if isinstance(value, np.generic):
+        return xp.asarray(value)
+    arr = xp.asarray(value)
+    if arr.dtype == float64:  # Python floats: default float dtype
+        arr = arr.astype(get_default_dtype())
+    elif arr.dtype.kind in "iu" and arr.dtype != int64:
+        arr = arr.astype(int64)
+    return arr
+
+
+def result_type(*operands) -> np.dtype:
+    """NumPy 2 promotion: Python scalars are weak and do not upcast arrays."""
+    return np.result_type(*operands)

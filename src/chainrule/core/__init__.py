@@ -1,0 +1,1 @@
+"""Core: the Tensor, the primitive table and the single dispatch point ``bind``."""

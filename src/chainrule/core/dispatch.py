@@ -1,0 +1,255 @@
+"""The single dispatch point ``bind``, grad mode, the interpreter stack and the tape.
+
+Every tensor operation ends in ``bind(prim, *tensors, **params)``. ``bind`` asks
+the innermost active interpreter to compute the result (with no interpreter
+active, the eager path runs ``prim.impl`` on arrays), then records a tape node
+when grad mode is on and an input requires grad. Tape recording happens here,
+once, for every interpreter.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import sys
+
+from ..backend import xp
+from .primitive import Primitive
+from .tensor import Tensor, _make
+
+_PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+# ---------------------------------------------------------------- grad mode
+
+_grad_enabled = True
+
+
+def is_grad_enabled() -> bool:
+    return _grad_enabled
+
+
+class set_grad_enabled(contextlib.ContextDecorator):
+    """Turn gradient recording on or off; a context manager and a decorator.
+
+    As a plain call (``set_grad_enabled(False)``) it switches the mode at once.
+    """
+
+    def __init__(self, mode: bool):
+        global _grad_enabled
+        self.prev = _grad_enabled
+        self.mode = bool(mode)
+        _grad_enabled = self.mode
+
+    def __enter__(self):
+        global _grad_enabled
+        _grad_enabled = self.mode
+        return self
+
+    def __exit__(self, *exc):
+        global _grad_enabled
+        _grad_enabled = self.prev
+        return False
+
+
+class no_grad(contextlib.ContextDecorator):
+    """Context manager and decorator: ops inside record no graph."""
+
+    def __enter__(self):
+        global _grad_enabled
+        self.prev = _grad_enabled
+        _grad_enabled = False
+        return self
+
+    def __exit__(self, *exc):
+        global _grad_enabled
+        _grad_enabled = self.prev
+        return False
+
+
+class enable_grad(no_grad):
+    """Context manager and decorator: turn recording back on inside ``no_grad``."""
+
+    def __enter__(self):
+        global _grad_enabled
+        self.prev = _grad_enabled
+        _grad_enabled = True
+        return self
+
+
+# ---------------------------------------------------------- interpreter stack
+
+class Interpreter:
+    """Base of the interpreters that ``bind`` can defer to (tracing, forward mode).
+
+    ``process(prim, args, params)`` receives Tensors and returns a Tensor. Push
+    one with ``with interpreter(obj): ...``; the innermost one sees every op.
+    """
+
+    def process(self, prim: Primitive, args: tuple, params: dict) -> Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+
+_interpreters: list[Interpreter] = []
+
+
+@contextlib.contextmanager
+def interpreter(interp: Interpreter):
+    _interpreters.append(interp)
+    try:
+        yield interp
+    finally:
+        _interpreters.pop()
+
+
+# ------------------------------------------------------------------- errors
+
+def user_site() -> str:
+    """``file:line`` of the innermost stack frame outside the chainrule package."""
+    f = sys._getframe(1)
+    while f is not None and f.f_code.co_filename.startswith(_PKG_DIR):
+        f = f.f_back
+    if f is None:
+        return "<unknown>"
+    return f"{f.f_code.co_filename}:{f.f_lineno}"
+
+
+def describe(args) -> str:
+    return ", ".join(f"{tuple(a.shape)} {a.dtype}" for a in args)
+
+
+def op_error(prim: Primitive, args, exc: Exception) -> Exception:
+    """Rewrap a backend failure so it names the op, the inputs and the user's line."""
+    kind = type(exc) if isinstance(exc, (ValueError, TypeError, IndexError, RuntimeError)) else RuntimeError
+    return kind(f"{prim.name}: {exc} (inputs: {describe(args)}), at {user_site()}")
+
+
+# --------------------------------------------------------------------- tape
+
+class Node:
+    """One recorded primitive application: the reverse-mode graph is made of these.
+
+    ``parents[i]`` is the producer of input i: a Node, the leaf Tensor itself
+    (gradients accumulate into its ``.grad``) or None when it needs no gradient.
+    ``inputs`` holds the saved input Tensors (placeholders carrying only shape and
+    dtype for inputs the rule does not read); both are dropped after backward.
+    """
+
+    __slots__ = ("prim", "params", "inputs", "parents", "versions", "out", "out_version",
+                 "hooks", "retain", "__weakref__")
+
+    def __init__(self, prim, params, inputs, parents):
+        self.prim = prim
+        self.params = params
+        self.inputs = inputs
+        self.parents = parents
+        self.versions = ()
+        self.out = None
+        self.out_version = None
+        self.hooks = None
+        self.retain = None
+
+    def name(self) -> str:
+        return "".join(p.capitalize() for p in self.prim.name.split("_")) + "Backward"
+
+    @property
+    def next_functions(self) -> tuple:
+        return tuple((p, 0) for p in self.parents)
+
+    def register_hook(self, fn):
+        if self.hooks is None:
+            self.hooks = []
+        self.hooks.append(fn)
+        return _Handle(self.hooks, fn)
+
+    def __repr__(self) -> str:
+        return f"<{self.name()}>"
+
+
+class _Handle:
+    __slots__ = ("hooks", "fn")
+
+    def __init__(self, hooks, fn):
+        self.hooks, self.fn = hooks, fn
+
+    def remove(self):
+        if self.fn in self.hooks:
+            self.hooks.remove(self.fn)
+
+
+class InputMeta:
+    """Stands in for an input whose value a vjp rule does not read."""
+
+    __slots__ = ("shape", "dtype", "requires_grad")
+
+    def __init__(self, t: Tensor):
+        self.shape = t.data.shape
+        self.dtype = t.data.dtype
+        self.requires_grad = t.requires_grad
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+
+def _record(prim: Primitive, args: tuple, params: dict, out: Tensor) -> None:
+    saves = prim.saves
+    parents = tuple([a._node if a._node is not None else (a if a.requires_grad else None)
+                     for a in args])
+    inputs = tuple([a if i in saves else InputMeta(a) for i, a in enumerate(args)])
+    node = Node(prim, params, inputs, parents)
+    if saves:
+        node.versions = tuple([a._version[0] for i, a in enumerate(args) if i in saves])
+    if prim.save_out:
+        node.out = out.data
+        node.out_version = (out._version, out._version[0])
+    out._node = node
+    out.requires_grad = True
+    if _record_hooks:
+        for hook in _record_hooks:
+            hook(node, args, out)
+
+
+# Called as hook(node, args, out) after each recorded node (anomaly mode, profilers).
+_record_hooks: list = []
+
+
+# --------------------------------------------------------------------- bind
+
+def bind(prim: Primitive, *args: Tensor, **params) -> Tensor:
+    """Apply ``prim`` to tensors: the one place every op goes through."""
+    if _interpreters:
+        out = _interpreters[-1].process(prim, args, params)
+    else:
+        try:
+            data = prim.impl(*[a.data for a in args], **params)
+        except Exception as exc:
+            raise op_error(prim, args, exc) from None
+        out = _make(data)
+        if type(data) is not xp.ndarray:
+            data = xp.asarray(data)  # NumPy returns scalars from 0-d math
+        if prim.view and data.base is not None and xp.may_share_memory(data, args[0].data):
+            src = args[0]
+            out._version = src._version          # views share the version counter
+            out._base = src if src._base is None else src._base
+    if _grad_enabled and prim.vjp is not None:
+        for a in args:
+            if a.requires_grad:
+                _record(prim, args, params, out)
+                break
+    return out
+
+
+def nondiff(fn):
+    """Decorator: run ``fn`` with recording off (for helpers whose result takes no grad)."""
+
+    @functools.wraps(fn)
+    def wrapper(*a, **k):
+        global _grad_enabled
+        prev = _grad_enabled
+        _grad_enabled = False
+        try:
+            return fn(*a, **k)
+        finally:
+            _grad_enabled = prev
+
+    return wrapper

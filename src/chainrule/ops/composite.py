@@ -1,0 +1,207 @@
+"""Ops composed from primitives: activations and losses, written to stay finite.
+
+Each function here is plain chainrule code; its gradient (and forward-mode
+derivative) comes from the primitives it uses.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..core.tensor import Tensor
+from . import elementwise as ew
+from . import movement as mv
+from . import reduce as rd
+from . import special as sp
+from ._util import const, scalar
+
+
+def _f(x):
+    return x if isinstance(x, Tensor) else const(x)
+
+
+def square(x) -> Tensor:
+    x = _f(x)
+    return ew.mul(x, x)
+
+
+def reciprocal(x) -> Tensor:
+    return ew.div(1, _f(x))
+
+
+def rsqrt(x) -> Tensor:
+    """1 / sqrt(x)."""
+    return ew.div(1, ew.sqrt(_f(x)))
+
+
+def clamp(x, min=None, max=None) -> Tensor:
+    """Limit ``x`` to [min, max]; the gradient passes where min <= x <= max."""
+    x = _f(x)
+    if min is not None:
+        lo = min if isinstance(min, Tensor) else scalar(min, np.result_type(x.data, min))
+        x = ew.where(ew.lt(x, lo), lo, x)
+    if max is not None:
+        hi = max if isinstance(max, Tensor) else scalar(max, np.result_type(x.data, max))
+        x = ew.where(ew.gt(x, hi), hi, x)
+    return x
+
+
+clip = clamp
+
+
+def softplus(x, beta=1.0, threshold=None) -> Tensor:
+    """log(1 + exp(beta x)) / beta, exact for all inputs (no overflow, no threshold cut)."""
+    x = _f(x)
+    bx = x if beta == 1 else ew.mul(x, beta)
+    out = ew.add(ew.maximum(bx, 0), ew.log1p(ew.exp(ew.neg(ew.abs(bx)))))
+    return out if beta == 1 else ew.div(out, beta)
+
+
+def log_sigmoid(x) -> Tensor:
+    """log(sigmoid(x)) = -softplus(-x): finite for all finite x."""
+    return ew.neg(softplus(ew.neg(_f(x))))
+
+
+logsigmoid = log_sigmoid
+
+
+def silu(x) -> Tensor:
+    """x * sigmoid(x) (also called swish)."""
+    x = _f(x)
+    return ew.mul(x, ew.sigmoid(x))
+
+
+def gelu(x, approximate="none") -> Tensor:
+    """Gaussian error linear unit: exact (erf) or the tanh approximation."""
+    x = _f(x)
+    if approximate == "tanh":
+        inner = ew.mul(ew.add(x, ew.mul(ew.mul(ew.mul(x, x), x), 0.044715)),
+                       math.sqrt(2.0 / math.pi))
+        return ew.mul(ew.mul(x, 0.5), ew.add(ew.tanh(inner), 1))
+    if approximate != "none":
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return ew.mul(ew.mul(x, 0.5), ew.add(ew.erf(ew.mul(x, 1 / math.sqrt(2.0))), 1))
+
+
+def _xmul(a, b):
+    """a * b, with 0 wherever a == 0 (even if b is inf): the limit a loss needs."""
+    return ew.where(ew.eq(a, 0), scalar(0, b.dtype), ew.mul(a, b))
+
+
+def _reduce(loss, reduction, op):
+    if reduction == "mean":
+        return rd.mean(loss)
+    if reduction == "sum":
+        return rd.sum(loss)
+    if reduction == "none":
+        return loss
+    raise ValueError(f"{op}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+def _same_shape(x, y, op):
+    if x.shape != y.shape:
+        raise ValueError(f"{op}: input shape {tuple(x.shape)} and target shape "
+                         f"{tuple(y.shape)} differ")
+
+
+def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean",
+                                     pos_weight=None) -> Tensor:
+    """-[y log sigmoid(x) + (1-y) log(1-sigmoid(x))], from logits, stable for any x.
+
+    Written as (1-y) softplus(x) + pos_weight y softplus(-x) with strong zeros, so
+    x = ±inf gives the right limits (0 when the label agrees) and the gradient
+    sigmoid(x) - y stays finite.
+    """
+    x, y = _f(input), _f(target)
+    _same_shape(x, y, "binary_cross_entropy_with_logits")
+    y = ew.cast(y, x.dtype)
+    pos = y if pos_weight is None else ew.mul(y, pos_weight)
+    loss = ew.add(_xmul(ew.sub(1, y), softplus(x)), _xmul(pos, softplus(ew.neg(x))))
+    if weight is not None:
+        loss = ew.mul(loss, weight)
+    return _reduce(loss, reduction, "binary_cross_entropy_with_logits")
+
+
+def binary_cross_entropy(input, target, weight=None, reduction="mean") -> Tensor:
+    """BCE on probabilities; logs are clamped at -100 as in PyTorch."""
+    p, y = _f(input), _f(target)
+    _same_shape(p, y, "binary_cross_entropy")
+    y = ew.cast(y, p.dtype)
+    lp = ew.maximum(ew.log(p), -100.0)
+    lq = ew.maximum(ew.log(ew.sub(1, p)), -100.0)
+    loss = ew.neg(ew.add(ew.mul(y, lp), ew.mul(ew.sub(1, y), lq)))
+    if weight is not None:
+        loss = ew.mul(loss, weight)
+    return _reduce(loss, reduction, "binary_cross_entropy")
+
+
+def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean") -> Tensor:
+    """Negative log-likelihood of class indices; ``input`` is (N, C, ...) log-probabilities."""
+    logp = _f(input)
+    tgt = (target.data if isinstance(target, Tensor) else np.asarray(target)).astype(np.int64)
+    if logp.ndim == 1:
+        logp, tgt = mv.unsqueeze(logp, 0), tgt[None]
+    n_cls = logp.shape[1]
+    if tgt.shape != logp.shape[:1] + logp.shape[2:]:
+        raise ValueError(f"nll_loss: target shape {tgt.shape} does not match input shape "
+                         f"{tuple(logp.shape)} (expected {logp.shape[:1] + logp.shape[2:]})")
+    valid = tgt != ignore_index
+    if np.any(valid & ((tgt < 0) | (tgt >= n_cls))):
+        raise IndexError(f"nll_loss: target values must be in [0, {n_cls}), got "
+                         f"[{tgt[valid].min()}, {tgt[valid].max()}]")
+    safe = np.where(valid, tgt, 0)
+    picked = mv.squeeze(mv.gather(logp, 1, safe[:, None]), 1)
+    w = valid.astype(logp.dtype)
+    if weight is not None:
+        w = w * _f(weight).data.astype(logp.dtype)[safe]
+    loss = ew.neg(ew.mul(picked, const(w)))
+    if reduction == "mean":
+        return ew.div(rd.sum(loss), float(w.sum()))
+    return _reduce(loss, reduction, "nll_loss")
+
+
+def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean",
+                  label_smoothing=0.0) -> Tensor:
+    """Softmax cross-entropy from logits (N, C, ...), with class-index or probability
+    targets, class weights, ``ignore_index`` and label smoothing, as PyTorch."""
+    x = _f(input)
+    logp = sp.log_softmax(x, 1 if x.ndim > 1 else 0)
+    tgt = _f(target)
+    if tgt.dtype.kind == "f":  # class probabilities
+        _same_shape(x, tgt, "cross_entropy")
+        n_cls = x.shape[1 if x.ndim > 1 else 0]
+        if label_smoothing:
+            tgt = ew.add(ew.mul(tgt, 1 - label_smoothing), label_smoothing / n_cls)
+        terms = ew.mul(logp, tgt)
+        if weight is not None:
+            shape = (n_cls,) + (1,) * (x.ndim - 2) if x.ndim > 1 else (n_cls,)
+            terms = ew.mul(terms, mv.reshape(_f(weight), shape))
+        loss = ew.neg(rd.sum(terms, 1 if x.ndim > 1 else 0))
+        return _reduce(loss, reduction, "cross_entropy")
+    nll = nll_loss(logp, tgt, weight, ignore_index, reduction)
+    if not label_smoothing:
+        return nll
+    n_cls = x.shape[1 if x.ndim > 1 else 0]
+    lp = logp if logp.ndim > 1 else mv.unsqueeze(logp, 0)
+    t = tgt.data if tgt.ndim else tgt.data[None]
+    valid = (t != ignore_index).astype(lp.dtype)
+    if weight is not None:
+        lp = ew.mul(lp, mv.reshape(_f(weight), (n_cls,) + (1,) * (lp.ndim - 2)))
+    smooth = ew.mul(ew.neg(rd.sum(lp, 1)), const(valid))
+    if reduction == "mean":
+        denom = valid.sum() if weight is None else \
+            float((_f(weight).data[np.where(t != ignore_index, t, 0)] * valid).sum())
+        smooth = ew.div(rd.sum(smooth), float(denom))
+    else:
+        smooth = _reduce(smooth, reduction, "cross_entropy")
+    return ew.add(ew.mul(nll, 1 - label_smoothing), ew.mul(smooth, label_smoothing / n_cls))
+
+
+def mse_loss(input, target, reduction="mean") -> Tensor:
+    d = ew.sub(_f(input), _f(target))
+    return _reduce(ew.mul(d, d), reduction, "mse_loss")
+
+
+def l1_loss(input, target, reduction="mean") -> Tensor:
+    return _reduce(ew.abs(ew.sub(_f(input), _f(target))), reduction, "l1_loss")

@@ -1,0 +1,347 @@
+"""Elementwise primitives: one row each (impl, shape rule, vjp, jvp), then the public ops.
+
+Rules whose local derivative can be infinite (log at 0, sqrt at 0, exp overflow,
+division by 0, pow) use *strong zeros*: where the incoming cotangent is exactly
+0 the input gets exactly 0, never ``0 * inf = nan``. This is what keeps the
+gradient of ``where(c, a, b)`` free of NaN/Inf from the branch it did not select.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import backend
+from ..core import dispatch
+from ..core.dispatch import bind
+from ..core.primitive import defprim
+from ..core.tensor import Tensor
+from ._util import broadcast_rule, const, scalar
+
+
+def _plus(*terms):
+    """Sum of tangent terms, skipping None (zero) ones."""
+    out = None
+    for t in terms:
+        if t is not None:
+            out = t if out is None else add(out, t)
+    return out
+
+
+def _zero(x):
+    return scalar(0, x.dtype)
+
+
+def _strong(g, d):
+    """``d`` where ``g != 0`` and 0 where ``g == 0``: multiply by it for strong zeros."""
+    return where(eq(g, 0), _zero(d), d)
+
+
+def _strong_den(g, d):
+    """A denominator that is 1 where ``g == 0``: divide by it for strong zeros."""
+    return where(eq(g, 0), scalar(1, d.dtype), d)
+
+
+def _mask(cond, g):
+    return where(cond, g, _zero(g))
+
+
+def _unary(name, impl, vjp, jvp, **flags):
+    return defprim(name, impl, broadcast_rule(impl), vjp, jvp, **flags)
+
+
+def _sigmoid_impl(x):
+    e = np.exp(-np.abs(x))
+    r = 1.0 / (1.0 + e)
+    return np.where(x >= 0, r, e * r).astype(x.dtype, copy=False)
+
+
+def _erf_impl(x):
+    from ._erf import erf as _erf
+    return _erf(x)
+
+
+_TWO_OVER_SQRT_PI = 2.0 / np.sqrt(np.pi)
+
+# ------------------------------------------------------------------ unary rows
+# name       impl          vjp(g, out, x)                               jvp((t,), out, x)
+P_neg = _unary("neg", np.negative,
+               lambda g, out, x: (neg(g),),
+               lambda t, out, x: neg(t[0]))
+P_exp = _unary("exp", np.exp,
+               lambda g, out, x: (mul(g, _strong(g, out)),),
+               lambda t, out, x: mul(t[0], out), save_out=True)
+P_log = _unary("log", np.log,
+               lambda g, out, x: (div(g, _strong_den(g, x)),),
+               lambda t, out, x: div(t[0], x), saves=(0,))
+P_log1p = _unary("log1p", np.log1p,
+                 lambda g, out, x: (div(g, _strong_den(g, add(x, 1))),),
+                 lambda t, out, x: div(t[0], add(x, 1)), saves=(0,))
+P_expm1 = _unary("expm1", np.expm1,
+                 lambda g, out, x: (mul(g, _strong(g, add(out, 1))),),
+                 lambda t, out, x: mul(t[0], add(out, 1)), save_out=True)
+P_sqrt = _unary("sqrt", np.sqrt,
+                lambda g, out, x: (div(g, _strong_den(g, mul(out, 2))),),
+                lambda t, out, x: div(t[0], mul(out, 2)), save_out=True)
+P_sin = _unary("sin", np.sin,
+               lambda g, out, x: (mul(g, cos(x)),),
+               lambda t, out, x: mul(t[0], cos(x)), saves=(0,))
+P_cos = _unary("cos", np.cos,
+               lambda g, out, x: (neg(mul(g, sin(x))),),
+               lambda t, out, x: neg(mul(t[0], sin(x))), saves=(0,))
+P_tanh = _unary("tanh", np.tanh,
+                lambda g, out, x: (mul(g, sub(1, mul(out, out))),),
+                lambda t, out, x: mul(t[0], sub(1, mul(out, out))), save_out=True)
+P_sigmoid = _unary("sigmoid", _sigmoid_impl,
+                   lambda g, out, x: (mul(g, mul(out, sub(1, out))),),
+                   lambda t, out, x: mul(t[0], mul(out, sub(1, out))), save_out=True)
+P_abs = _unary("abs", np.abs,
+               lambda g, out, x: (mul(g, sign(x)),),
+               lambda t, out, x: mul(t[0], sign(x)), saves=(0,))
+P_sign = _unary("sign", np.sign,
+                lambda g, out, x: (mul(g, _zero(g)),),
+                lambda t, out, x: mul(t[0], _zero(t[0])))
+P_relu = _unary("relu", lambda x: np.maximum(x, 0),
+                lambda g, out, x: (_mask(gt(out, 0), g),),
+                lambda t, out, x: _mask(gt(out, 0), t[0]), save_out=True)
+P_erf = _unary("erf", _erf_impl,
+               lambda g, out, x: (mul(g, mul(exp(neg(mul(x, x))), _TWO_OVER_SQRT_PI)),),
+               lambda t, out, x: mul(t[0], mul(exp(neg(mul(x, x))), _TWO_OVER_SQRT_PI)),
+               saves=(0,))
+
+
+def _cast_vjp(g, out, x, *, dtype):
+    return (cast(g, x.dtype) if x.dtype.kind == "f" else None,)
+
+
+def _cast_jvp(t, out, x, *, dtype):
+    return cast(t[0], dtype) if np.dtype(dtype).kind == "f" else None
+
+
+P_cast = defprim("cast", lambda x, *, dtype: x.astype(dtype),
+                 lambda x, *, dtype: (x.shape, np.dtype(dtype)), _cast_vjp, _cast_jvp)
+
+# ----------------------------------------------------------------- binary rows
+# Inputs that require grad always arrive with the output's shape and dtype (the
+# public ops broadcast and cast them explicitly), so rules need no reductions.
+
+
+def _rg(x):
+    return x.requires_grad
+
+
+def _div_vjp(g, out, a, b):
+    gb = div(g, _strong_den(g, b))
+    return gb, (neg(mul(gb, out)) if _rg(b) else None)
+
+
+def _pow_vjp(g, out, a, b):
+    ga = mul(g, _strong(g, mul(b, pow(a, sub(b, 1))))) if _rg(a) else None
+    gb = None
+    if _rg(b):
+        zero_base = eq(a, 0)
+        dlog = mul(out, log(where(zero_base, scalar(1, a.dtype), a)))
+        gb = mul(g, _strong(g, where(logical_and(zero_base, ge(b, 0)), _zero(out), dlog)))
+    return ga, gb
+
+
+def _pow_jvp(t, out, a, b):
+    ta = mul(t[0], mul(b, pow(a, sub(b, 1)))) if t[0] is not None else None
+    tb = None
+    if t[1] is not None:
+        zero_base = eq(a, 0)
+        tb = mul(t[1], mul(out, log(where(zero_base, scalar(1, a.dtype), a))))
+    return _plus(ta, tb)
+
+
+def _pick(win, tie, g):
+    """``g`` where ``win``, ``g / 2`` where ``tie`` (ties share, as in PyTorch), else 0."""
+    return where(win, g, where(tie, mul(g, 0.5), _zero(g)))
+
+
+def _minmax_vjp(g, a, b, first):
+    tie = eq(a, b)
+    return (_pick(first(a, b), tie, g) if _rg(a) else None,
+            _pick(first(b, a), tie, g) if _rg(b) else None)
+
+
+def _minmax_jvp(t, a, b, first):
+    tie = eq(a, b)
+    return _plus(_pick(first(a, b), tie, t[0]) if t[0] is not None else None,
+                 _pick(first(b, a), tie, t[1]) if t[1] is not None else None)
+
+
+def _binary_row(name, impl, vjp, jvp, **flags):
+    return defprim(name, impl, broadcast_rule(impl), vjp, jvp, **flags)
+
+
+P_add = _binary_row("add", np.add,
+                    lambda g, out, a, b: (g, g),
+                    lambda t, out, a, b: _plus(t[0], t[1]))
+P_sub = _binary_row("sub", np.subtract,
+                    lambda g, out, a, b: (g, neg(g) if _rg(b) else None),
+                    lambda t, out, a, b: _plus(t[0], neg(t[1]) if t[1] is not None else None))
+P_mul = _binary_row("mul", np.multiply,
+                    lambda g, out, a, b: (mul(g, b) if _rg(a) else None,
+                                          mul(g, a) if _rg(b) else None),
+                    lambda t, out, a, b: _plus(mul(t[0], b) if t[0] is not None else None,
+                                               mul(a, t[1]) if t[1] is not None else None),
+                    saves=(0, 1))
+P_div = _binary_row("div", np.true_divide, _div_vjp,
+                    lambda t, out, a, b: _plus(
+                        div(t[0], b) if t[0] is not None else None,
+                        neg(div(mul(t[1], out), b)) if t[1] is not None else None),
+                    saves=(1,), save_out=True)
+P_pow = _binary_row("pow", np.power, _pow_vjp, _pow_jvp, saves=(0, 1), save_out=True)
+P_maximum = _binary_row("maximum", np.maximum,
+                        lambda g, out, a, b: _minmax_vjp(g, a, b, gt),
+                        lambda t, out, a, b: _minmax_jvp(t, a, b, gt), saves=(0, 1))
+P_minimum = _binary_row("minimum", np.minimum,
+                        lambda g, out, a, b: _minmax_vjp(g, a, b, lt),
+                        lambda t, out, a, b: _minmax_jvp(t, a, b, lt), saves=(0, 1))
+
+
+def _where_vjp(g, out, c, a, b):
+    z = _zero(g)
+    return (None, where(c, g, z) if _rg(a) else None, where(c, z, g) if _rg(b) else None)
+
+
+def _where_jvp(t, out, c, a, b):
+    z = _zero(out)
+    ta = t[1] if t[1] is not None else z
+    tb = t[2] if t[2] is not None else z
+    return where(c, ta, tb)
+
+
+P_where = defprim("where", np.where, broadcast_rule(np.where), _where_vjp, _where_jvp,
+                  saves=(0,))
+
+# ----------------------------------------------- comparisons and predicates (no grad)
+_PREDICATES = {}
+for _name, _fn in [("eq", np.equal), ("ne", np.not_equal), ("lt", np.less),
+                   ("le", np.less_equal), ("gt", np.greater), ("ge", np.greater_equal),
+                   ("logical_and", np.logical_and), ("logical_or", np.logical_or),
+                   ("logical_not", np.logical_not), ("isnan", np.isnan),
+                   ("isinf", np.isinf), ("isfinite", np.isfinite)]:
+    _PREDICATES[_name] = defprim(_name, _fn, broadcast_rule(_fn))
+
+# ---------------------------------------------------------------- public ops
+
+
+def _prep(name, a, b):
+    """Tensors of one dtype; inputs that require grad broadcast explicitly to the result."""
+    if not isinstance(a, Tensor):
+        a = const(a, b if isinstance(b, Tensor) else None)
+    if not isinstance(b, Tensor):
+        b = const(b, a)
+    if a.data.dtype != b.data.dtype:
+        dt = np.result_type(a.data, b.data)
+        if a.data.dtype != dt:
+            a = cast(a, dt)
+        if b.data.dtype != dt:
+            b = cast(b, dt)
+    if a.data.shape != b.data.shape and (a.requires_grad or b.requires_grad
+                                         or dispatch._interpreters):
+        try:
+            shape = np.broadcast_shapes(a.data.shape, b.data.shape)
+        except ValueError:
+            raise ValueError(f"{name}: shapes {tuple(a.shape)} and {tuple(b.shape)} cannot "
+                             f"be broadcast together, at {dispatch.user_site()}") from None
+        from .movement import broadcast_to
+        if a.data.shape != shape:
+            a = broadcast_to(a, shape)
+        if b.data.shape != shape:
+            b = broadcast_to(b, shape)
+    return a, b
+
+
+def _binary(prim):
+    def op(a, b):
+        a, b = _prep(prim.name, a, b)
+        return bind(prim, a, b)
+    op.__name__ = prim.name
+    op.__doc__ = f"Elementwise ``{prim.name}`` with NumPy broadcasting and promotion."
+    return op
+
+
+def _unary_op(prim):
+    def op(x):
+        return bind(prim, x if isinstance(x, Tensor) else const(x))
+    op.__name__ = prim.name
+    op.__doc__ = f"Elementwise ``{prim.name}``."
+    return op
+
+
+add = _binary(P_add)
+sub = _binary(P_sub)
+mul = _binary(P_mul)
+div = _binary(P_div)
+pow = _binary(P_pow)
+maximum = _binary(P_maximum)
+minimum = _binary(P_minimum)
+true_divide = divide = div
+multiply = mul
+subtract = sub
+
+neg = _unary_op(P_neg)
+exp = _unary_op(P_exp)
+log = _unary_op(P_log)
+log1p = _unary_op(P_log1p)
+expm1 = _unary_op(P_expm1)
+sqrt = _unary_op(P_sqrt)
+sin = _unary_op(P_sin)
+cos = _unary_op(P_cos)
+tanh = _unary_op(P_tanh)
+sigmoid = _unary_op(P_sigmoid)
+abs = _unary_op(P_abs)
+sign = _unary_op(P_sign)
+relu = _unary_op(P_relu)
+erf = _unary_op(P_erf)
+negative = neg
+
+
+def _predicate(name, arity):
+    prim = _PREDICATES[name]
+    if arity == 1:
+        def op(x):
+            return bind(prim, x if isinstance(x, Tensor) else const(x))
+    else:
+        def op(a, b):
+            if not isinstance(a, Tensor):
+                a = const(a, b if isinstance(b, Tensor) else None)
+            if not isinstance(b, Tensor):
+                b = const(b, a)
+            return bind(prim, a, b)
+    op.__name__ = name
+    op.__doc__ = f"Elementwise ``{name}`` (boolean result, not differentiable)."
+    return op
+
+
+eq, ne, lt, le, gt, ge = (_predicate(n, 2) for n in ("eq", "ne", "lt", "le", "gt", "ge"))
+logical_and = _predicate("logical_and", 2)
+logical_or = _predicate("logical_or", 2)
+logical_not = _predicate("logical_not", 1)
+isnan = _predicate("isnan", 1)
+isinf = _predicate("isinf", 1)
+isfinite = _predicate("isfinite", 1)
+
+
+def cast(x, dtype) -> Tensor:
+    """``x`` converted to ``dtype`` (differentiable between floating dtypes)."""
+    dtype = backend.to_dtype(dtype)
+    if x.data.dtype == dtype:
+        return x
+    return bind(P_cast, x, dtype=dtype)
+
+
+def where(condition, a, b) -> Tensor:
+    """``a`` where ``condition`` holds, else ``b``; its gradient never carries NaN/Inf
+    from the branch that was not selected."""
+    c = condition if isinstance(condition, Tensor) else const(condition)
+    if c.data.dtype != backend.bool_:
+        c = cast(c, backend.bool_)
+    a, b = _prep("where", a, b)
+    if a.requires_grad or b.requires_grad or dispatch._interpreters:
+        shape = np.broadcast_shapes(c.data.shape, a.data.shape)
+        if a.data.shape != shape:
+            from .movement import broadcast_to
+            a, b = broadcast_to(a, shape), broadcast_to(b, shape)
+    return bind(P_where, c, a, b)

@@ -1,0 +1,155 @@
+"""Linear algebra primitives: matmul (batched, NumPy's 1-D rules) and einsum."""
+from __future__ import annotations
+
+import string
+
+import numpy as np
+
+from ..core import dispatch
+from ..core.dispatch import bind
+from ..core.primitive import defprim
+from ..core.tensor import Tensor
+from . import elementwise as ew
+from ._util import const
+from .movement import reshape, sum_to, transpose
+
+
+def _matmul_shapes(a_shape, b_shape):
+    """Shapes with 1-D operands promoted, and the promoted result shape."""
+    a2 = (1,) + tuple(a_shape) if len(a_shape) == 1 else tuple(a_shape)
+    b2 = tuple(b_shape) + (1,) if len(b_shape) == 1 else tuple(b_shape)
+    batch = np.broadcast_shapes(a2[:-2], b2[:-2])
+    return a2, b2, tuple(batch) + (a2[-2], b2[-1])
+
+
+def _matmul_rule(a, b):
+    _, _, out = _matmul_shapes(a.shape, b.shape)
+    if len(a.shape) == 1:
+        out = out[:-2] + out[-1:]
+    if len(b.shape) == 1:
+        out = out[:-1]
+    return out, np.result_type(a.dtype, b.dtype)
+
+
+def _matmul_vjp(g, out, a, b):
+    a2, b2, o2 = _matmul_shapes(a.shape, b.shape)
+    g2 = reshape(g, o2)
+    ga = gb = None
+    if a.requires_grad:
+        bt = transpose(reshape(b, b2), -1, -2)
+        ga = reshape(sum_to(matmul(g2, bt), a2), a.shape)
+    if b.requires_grad:
+        at = transpose(reshape(a, a2), -1, -2)
+        gb = reshape(sum_to(matmul(at, g2), b2), b.shape)
+    return ga, gb
+
+
+def _matmul_jvp(t, out, a, b):
+    return ew._plus(matmul(t[0], b) if t[0] is not None else None,
+                    matmul(a, t[1]) if t[1] is not None else None)
+
+
+P_matmul = defprim("matmul", np.matmul, _matmul_rule, _matmul_vjp, _matmul_jvp, saves=(0, 1))
+
+
+def matmul(a, b) -> Tensor:
+    """Matrix product with NumPy's rules: batched, broadcast batch dims, 1-D operands."""
+    a = a if isinstance(a, Tensor) else const(a)
+    b = b if isinstance(b, Tensor) else const(b)
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError(f"matmul: both operands need at least 1 dimension, got shapes "
+                         f"{tuple(a.shape)} @ {tuple(b.shape)}, at {dispatch.user_site()}")
+    k_a, k_b = a.shape[-1], b.shape[-2] if b.ndim > 1 else b.shape[0]
+    if k_a != k_b:
+        raise ValueError(f"matmul: {tuple(a.shape)} @ {tuple(b.shape)} — inner dimensions "
+                         f"{k_a} and {k_b} differ, at {dispatch.user_site()}")
+    if a.dtype != b.dtype:
+        dt = np.result_type(a.data, b.data)
+        a, b = ew.cast(a, dt), ew.cast(b, dt)
+    return bind(P_matmul, a, b)
+
+# ---------------------------------------------------------------- einsum
+
+
+def _parse_einsum(equation: str, shapes) -> str:
+    """Explicit form of an einsum equation: ellipses spelled out, output given."""
+    eq = equation.replace(" ", "")
+    lhs, arrow, rhs = eq.partition("->")
+    terms = lhs.split(",")
+    if len(terms) != len(shapes):
+        raise ValueError(f"einsum: equation {equation!r} has {len(terms)} operands, "
+                         f"got {len(shapes)} tensors")
+    used = set(eq) - set(".,->")
+    free = [c for c in string.ascii_letters if c not in used]
+    ell_nd = max((len(s) - (len(t) - 3) for t, s in zip(terms, shapes) if "..." in t), default=0)
+    ell = "".join(free[:ell_nd])
+    terms = [t.replace("...", ell[ell_nd - (len(s) - (len(t) - 3)):]) if "..." in t else t
+             for t, s in zip(terms, shapes)]
+    for t, s in zip(terms, shapes):
+        if len(t) != len(s):
+            raise ValueError(f"einsum: operand {t!r} has {len(t)} indices but shape {tuple(s)}")
+    if arrow:
+        out = rhs.replace("...", ell)
+    else:
+        counts = {c: "".join(terms).count(c) for c in set("".join(terms))}
+        out = ell + "".join(sorted(c for c in counts if counts[c] == 1 and c not in ell))
+    return ",".join(terms) + "->" + out
+
+
+def _einsum_rule(*xs, equation):
+    lhs, out = equation.split("->")
+    size = {}
+    for term, x in zip(lhs.split(","), xs):
+        for c, n in zip(term, x.shape):
+            if size.setdefault(c, n) != n:
+                raise ValueError(f"einsum: index {c!r} has sizes {size[c]} and {n}")
+    return tuple(size[c] for c in out), np.result_type(*[x.dtype for x in xs])
+
+
+def _einsum_vjp(g, out, *xs, equation):
+    lhs, res = equation.split("->")
+    terms = lhs.split(",")
+    grads = []
+    for i, (term, x) in enumerate(zip(terms, xs)):
+        if not x.requires_grad:
+            grads.append(None)
+            continue
+        if len(set(term)) != len(term):
+            raise NotImplementedError(f"einsum: gradient for repeated index in {term!r}")
+        others = [t for j, t in enumerate(terms) if j != i]
+        avail = set(res).union(*others)
+        kept = "".join(c for c in term if c in avail)
+        eq = ",".join([res] + others) + "->" + kept
+        gi = einsum(eq, g, *[xs[j] for j in range(len(xs)) if j != i])
+        if kept != term:  # indices summed inside this operand only: broadcast back
+            gi = reshape(gi, tuple(x.shape[k] if c in avail else 1 for k, c in enumerate(term)))
+            from .movement import broadcast_to
+            gi = broadcast_to(gi, x.shape)
+        grads.append(gi)
+    return tuple(grads)
+
+
+def _einsum_jvp(t, out, *xs, equation):
+    terms = []
+    for i, ti in enumerate(t):
+        if ti is not None:
+            args = list(xs)
+            args[i] = ti
+            terms.append(bind(P_einsum, *args, equation=equation))
+    return ew._plus(*terms)
+
+
+P_einsum = defprim("einsum",
+                   lambda *xs, equation: np.asarray(np.einsum(equation, *xs, optimize=len(xs) > 2)),
+                   _einsum_rule, _einsum_vjp, _einsum_jvp, saves=(0, 1, 2, 3, 4, 5, 6, 7))
+
+
+def einsum(equation: str, *operands) -> Tensor:
+    """Einstein summation, e.g. ``einsum("bij,bjk->bik", a, b)``; differentiable."""
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = tuple(operands[0])
+    ops = [o if isinstance(o, Tensor) else const(o) for o in operands]
+    dt = np.result_type(*[o.data for o in ops])
+    ops = [ew.cast(o, dt) for o in ops]
+    eq = _parse_einsum(equation, [o.shape for o in ops])
+    return bind(P_einsum, *ops, equation=eq)

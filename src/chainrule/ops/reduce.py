@@ -1,0 +1,266 @@
+"""Reduction primitives (sum, amax, amin, prod, argmax, argmin, cumsum) and the
+reductions composed from them (mean, var, std, norm, max, min)."""
+from __future__ import annotations
+
+from collections import namedtuple
+
+import numpy as np
+
+from .. import backend
+from ..core.dispatch import bind
+from ..core.primitive import defprim
+from ..core.tensor import Tensor, _make
+from . import elementwise as ew
+from ._util import const, norm_axis, reduced_shape
+
+
+def _reduce_rule(impl):
+    def rule(x, *, axis, keepdims):
+        dtype = impl(np.ones((1,) * max(x.ndim, 1), x.dtype)).dtype
+        return reduced_shape(x.shape, axis, keepdims), dtype
+    return rule
+
+
+def _keep(g, x_ndim, axis, keepdims):
+    """``g`` reshaped so the reduced axes are present with size 1."""
+    if keepdims or axis == ():
+        return g
+    from .movement import reshape
+    axes = range(x_ndim) if axis is None else axis
+    shape = list(g.shape)
+    for a in sorted(axes):
+        shape.insert(a, 1)
+    return reshape(g, tuple(shape))
+
+
+def _spread(g, x, axis, keepdims):
+    from .movement import broadcast_to
+    return broadcast_to(_keep(g, x.ndim, axis, keepdims), x.shape)
+
+
+def _sum_impl(x, *, axis, keepdims):
+    return np.asarray(np.sum(x, axis=axis, keepdims=keepdims))
+
+
+P_sum = defprim("sum", _sum_impl, _reduce_rule(np.sum),
+                lambda g, out, x, *, axis, keepdims: (_spread(g, x, axis, keepdims),),
+                lambda t, out, x, *, axis, keepdims: sum(t[0], axis, keepdims))
+
+
+def _extreme_weights(out, x, axis, keepdims):
+    """Where ``x`` attains the extreme, 1/count; elsewhere 0 (ties share equally)."""
+    from .movement import broadcast_to
+    hit = ew.cast(ew.eq(x, broadcast_to(_keep(out, x.ndim, axis, keepdims), x.shape)), x.dtype)
+    return ew.div(hit, sum(hit, axis, True))
+
+
+def _extreme_row(name, fn):
+    def impl(x, *, axis, keepdims):
+        return np.asarray(fn(x, axis=axis, keepdims=keepdims))
+    return defprim(
+        name, impl, _reduce_rule(fn),
+        lambda g, out, x, *, axis, keepdims: (
+            ew.mul(_spread(g, x, axis, keepdims), _extreme_weights(out, x, axis, keepdims)),),
+        lambda t, out, x, *, axis, keepdims: sum(
+            ew.mul(t[0], _extreme_weights(out, x, axis, keepdims)), axis, keepdims),
+        saves=(0,), save_out=True)
+
+
+P_amax = _extreme_row("amax", np.amax)
+P_amin = _extreme_row("amin", np.amin)
+
+
+def _prod_others(out, x, axis, keepdims):
+    """For every element, the product of the other elements reduced with it.
+
+    Without zeros this is ``out / x`` (differentiable again); where a reduced slice
+    holds zeros the exact value comes from exclusive cumulative products.
+    """
+    from .movement import broadcast_to
+    if not np.any(x.data == 0):
+        return ew.div(broadcast_to(_keep(out, x.ndim, axis, keepdims), x.shape), x)
+    axes = tuple(range(x.ndim)) if axis is None else axis
+    rest = [a for a in range(x.ndim) if a not in axes]
+    moved = np.transpose(x.data, rest + list(axes))
+    flat = moved.reshape(moved.shape[:len(rest)] + (-1,))
+    ones = np.ones(flat.shape[:-1] + (1,), flat.dtype)
+    left = np.cumprod(np.concatenate([ones, flat[..., :-1]], -1), -1)
+    right = np.cumprod(np.concatenate([ones, flat[..., :0:-1]], -1), -1)[..., ::-1]
+    others = (left * right).reshape(moved.shape)
+    return _make(np.transpose(others, np.argsort(rest + list(axes))))
+
+
+def _prod_impl(x, *, axis, keepdims):
+    return np.asarray(np.prod(x, axis=axis, keepdims=keepdims))
+
+
+P_prod = defprim("prod", _prod_impl, _reduce_rule(np.prod),
+                 lambda g, out, x, *, axis, keepdims: (
+                     ew.mul(_spread(g, x, axis, keepdims), _prod_others(out, x, axis, keepdims)),),
+                 lambda t, out, x, *, axis, keepdims: sum(
+                     ew.mul(t[0], _prod_others(out, x, axis, keepdims)), axis, keepdims),
+                 saves=(0,), save_out=True)
+
+
+def _arg_row(name, fn):
+    def impl(x, *, axis, keepdims):
+        return np.asarray(fn(x, axis=axis, keepdims=keepdims), dtype=np.int64)
+
+    def rule(x, *, axis, keepdims):
+        ax = None if axis is None else (axis,)
+        shape = reduced_shape(x.shape, ax, keepdims) if axis is not None else \
+            ((1,) * x.ndim if keepdims else ())
+        return shape, backend.int64
+    return defprim(name, impl, rule)
+
+
+P_argmax = _arg_row("argmax", np.argmax)
+P_argmin = _arg_row("argmin", np.argmin)
+
+
+def _cumsum_vjp(g, out, x, *, axis):
+    from .movement import flip
+    return (flip(cumsum(flip(g, axis), axis), axis),)
+
+
+P_cumsum = defprim("cumsum", lambda x, *, axis: np.cumsum(x, axis=axis),
+                   lambda x, *, axis: (x.shape, np.cumsum(np.ones(1, x.dtype)).dtype),
+                   _cumsum_vjp,
+                   lambda t, out, x, *, axis: cumsum(t[0], axis))
+
+# ---------------------------------------------------------------- public ops
+
+
+def _axis(x, dim, axis, op):
+    return norm_axis(dim if axis is None else axis, x.ndim, op)
+
+
+def _t(x):
+    return x if isinstance(x, Tensor) else const(x)
+
+
+def sum(x, dim=None, keepdim=False, *, axis=None, keepdims=None) -> Tensor:
+    """Sum over ``dim`` (all dims when None); ``keepdim`` keeps them with size 1."""
+    x = _t(x)
+    return bind(P_sum, x, axis=_axis(x, dim, axis, "sum"),
+                keepdims=bool(keepdim if keepdims is None else keepdims))
+
+
+def _count(x, axes):
+    return int(np.prod([x.shape[a] for a in (range(x.ndim) if axes is None else axes)]))
+
+
+def mean(x, dim=None, keepdim=False, *, axis=None, keepdims=None) -> Tensor:
+    """Arithmetic mean over ``dim``."""
+    x = _t(x)
+    if x.dtype.kind != "f":
+        x = ew.cast(x, backend.float64)
+    axes = _axis(x, dim, axis, "mean")
+    s = bind(P_sum, x, axis=axes, keepdims=bool(keepdim if keepdims is None else keepdims))
+    return ew.div(s, _count(x, axes))
+
+
+def var(x, dim=None, keepdim=False, *, correction=1, unbiased=None, axis=None,
+        keepdims=None) -> Tensor:
+    """Variance over ``dim`` with Bessel's correction by default (as PyTorch)."""
+    x = _t(x)
+    if unbiased is not None:
+        correction = int(unbiased)
+    axes = _axis(x, dim, axis, "var")
+    kd = bool(keepdim if keepdims is None else keepdims)
+    d = ew.sub(x, mean(x, axes, True))
+    return ew.div(sum(ew.mul(d, d), axes, kd), max(_count(x, axes) - correction, 0))
+
+
+def std(x, dim=None, keepdim=False, *, correction=1, unbiased=None, axis=None,
+        keepdims=None) -> Tensor:
+    """Standard deviation: ``sqrt(var(...))``."""
+    return ew.sqrt(var(x, dim, keepdim, correction=correction, unbiased=unbiased, axis=axis,
+                       keepdims=keepdims))
+
+
+def norm(x, p=2, dim=None, keepdim=False) -> Tensor:
+    """Vector p-norm over ``dim`` (all elements when None): p = 2, 1, inf or any float."""
+    x = _t(x)
+    if p == 2 or p == "fro":
+        return ew.sqrt(sum(ew.mul(x, x), dim, keepdim))
+    if p == 1:
+        return sum(ew.abs(x), dim, keepdim)
+    if p == float("inf"):
+        return amax(ew.abs(x), dim, keepdim)
+    return ew.pow(sum(ew.pow(ew.abs(x), p), dim, keepdim), 1.0 / p)
+
+
+def amax(x, dim=None, keepdim=False) -> Tensor:
+    """Maximum over ``dim``; tied maxima share the gradient equally."""
+    x = _t(x)
+    return bind(P_amax, x, axis=norm_axis(dim, x.ndim, "amax"), keepdims=bool(keepdim))
+
+
+def amin(x, dim=None, keepdim=False) -> Tensor:
+    """Minimum over ``dim``; tied minima share the gradient equally."""
+    x = _t(x)
+    return bind(P_amin, x, axis=norm_axis(dim, x.ndim, "amin"), keepdims=bool(keepdim))
+
+
+def prod(x, dim=None, keepdim=False) -> Tensor:
+    """Product over ``dim``; exact gradients also where elements are zero."""
+    x = _t(x)
+    return bind(P_prod, x, axis=norm_axis(dim, x.ndim, "prod"), keepdims=bool(keepdim))
+
+
+def _single_axis(x, dim, op):
+    if dim is None:
+        return None
+    return norm_axis(dim, x.ndim, op)[0] if x.ndim else None
+
+
+def argmax(x, dim=None, keepdim=False) -> Tensor:
+    """Index of the maximum (of the flattened tensor when ``dim`` is None)."""
+    x = _t(x)
+    return bind(P_argmax, x, axis=_single_axis(x, dim, "argmax"), keepdims=bool(keepdim))
+
+
+def argmin(x, dim=None, keepdim=False) -> Tensor:
+    """Index of the minimum (of the flattened tensor when ``dim`` is None)."""
+    x = _t(x)
+    return bind(P_argmin, x, axis=_single_axis(x, dim, "argmin"), keepdims=bool(keepdim))
+
+
+MinMax = namedtuple("MinMax", ["values", "indices"])
+
+
+def _minmax(x, dim, keepdim, other, arg, extreme, pairwise):
+    x = _t(x)
+    if isinstance(dim, Tensor):
+        return pairwise(x, dim)
+    if other is not None:
+        return pairwise(x, other)
+    if dim is None:
+        return extreme(x)
+    from .movement import gather, squeeze
+    idx = arg(x, dim, keepdim=True)
+    values = gather(x, dim, idx)
+    if not keepdim:
+        values, idx = squeeze(values, dim), squeeze(idx, dim)
+    return MinMax(values, idx)
+
+
+def max(x, dim=None, keepdim=False, *, other=None):
+    """``max(x)``: the maximum; ``max(x, dim)``: (values, indices) with the gradient at the
+    index, as PyTorch; ``max(x, y)``: elementwise maximum."""
+    return _minmax(x, dim, keepdim, other, argmax, amax, ew.maximum)
+
+
+def min(x, dim=None, keepdim=False, *, other=None):
+    """``min(x)``, ``min(x, dim)`` -> (values, indices), or elementwise ``min(x, y)``."""
+    return _minmax(x, dim, keepdim, other, argmin, amin, ew.minimum)
+
+
+def cumsum(x, dim=None, *, axis=None) -> Tensor:
+    """Cumulative sum along ``dim``."""
+    x = _t(x)
+    d = dim if axis is None else axis
+    if d is None:
+        raise TypeError("cumsum: dim is required")
+    return bind(P_cumsum, x, axis=norm_axis(d, x.ndim, "cumsum")[0] if x.ndim else 0)
