@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 from .autodiff.backward import grad as _grad
-from .core.dispatch import no_grad
 from .core.tensor import Tensor, _make
 
 
@@ -15,8 +14,7 @@ def _outputs(fn, inputs):
 
 
 def _flat_out(fn, inputs):
-    with no_grad():
-        outs = _outputs(fn, inputs)
+    outs = _outputs(fn, inputs)  # grad mode stays on: fn may differentiate inside
     return np.concatenate([np.asarray(o.data, np.float64).ravel() for o in outs]) \
         if outs else np.zeros(0)
 

@@ -224,9 +224,9 @@ def bind(prim: Primitive, *args: Tensor, **params) -> Tensor:
             data = prim.impl(*[a.data for a in args], **params)
         except Exception as exc:
             raise op_error(prim, args, exc) from None
-        out = _make(data)
         if type(data) is not xp.ndarray:
             data = xp.asarray(data)  # NumPy returns scalars from 0-d math
+        out = _make(data)
         if prim.view and data.base is not None and xp.may_share_memory(data, args[0].data):
             src = args[0]
             out._version = src._version          # views share the version counter

@@ -2,6 +2,7 @@
 reductions composed from them (mean, var, std, norm, max, min)."""
 from __future__ import annotations
 
+import builtins
 from collections import namedtuple
 
 import numpy as np
@@ -16,7 +17,7 @@ from ._util import const, norm_axis, reduced_shape
 
 def _reduce_rule(impl):
     def rule(x, *, axis, keepdims):
-        dtype = impl(np.ones((1,) * max(x.ndim, 1), x.dtype)).dtype
+        dtype = impl(np.ones((1,) * builtins.max(x.ndim, 1), x.dtype)).dtype
         return reduced_shape(x.shape, axis, keepdims), dtype
     return rule
 
@@ -169,7 +170,7 @@ def var(x, dim=None, keepdim=False, *, correction=1, unbiased=None, axis=None,
     axes = _axis(x, dim, axis, "var")
     kd = bool(keepdim if keepdims is None else keepdims)
     d = ew.sub(x, mean(x, axes, True))
-    return ew.div(sum(ew.mul(d, d), axes, kd), max(_count(x, axes) - correction, 0))
+    return ew.div(sum(ew.mul(d, d), axes, kd), builtins.max(_count(x, axes) - correction, 0))
 
 
 def std(x, dim=None, keepdim=False, *, correction=1, unbiased=None, axis=None,

@@ -1,0 +1,1 @@
+"""Runnable examples, one module per model, each with a ``run(...) -> dict`` entry point."""
