@@ -26,7 +26,7 @@ from sklearn.model_selection import train_test_split
 
 import chainrule as cr
 
-DEFAULT_EPOCHS = 2000
+DEFAULT_EPOCHS = 1500
 DEFAULT_LR = 0.5
 DEFAULT_SEED = 0
 L2 = 1e-2  # weight decay on w; matched by sklearn's C = 1 / (n_train * L2)
@@ -171,7 +171,8 @@ def run(epochs: int = DEFAULT_EPOCHS, lr: float = DEFAULT_LR, seed: int = DEFAUL
         ("metric", "chainrule", "sklearn"),
         ("train objective", f"{metrics['train_objective']:.6f}",
          f"{metrics['sklearn_train_objective']:.6f}"),
-        ("train loss (BCE)", f"{metrics['train_loss']:.6f}", f"{metrics['sklearn_train_loss']:.6f}"),
+        ("train loss (BCE)", f"{metrics['train_loss']:.6f}",
+         f"{metrics['sklearn_train_loss']:.6f}"),
         ("train accuracy", f"{metrics['train_acc']:.1%}", f"{metrics['sklearn_train_acc']:.1%}"),
         ("test accuracy", f"{metrics['test_acc']:.1%}", f"{metrics['sklearn_test_acc']:.1%}"),
     ]))
