@@ -26,3 +26,10 @@ double = float64
 long = int64
 
 __version__ = "0.1.0"
+
+# Floating-point warnings raised inside chainrule's own kernels (log(0), exp overflow)
+# are silenced, as in PyTorch: inf/nan results are values, not warnings. (pytest resets
+# filters per test; pyproject.toml repeats this one for the test suite.)
+import warnings as _warnings
+
+_warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"chainrule\.")

@@ -129,8 +129,8 @@ def _rg(x):
 
 
 def _div_vjp(g, out, a, b):
-    gb = div(g, _strong_den(g, b))
-    return gb, (neg(mul(gb, out)) if _rg(b) else None)
+    ga = div(g, _strong_den(g, b))
+    return ga, (neg(mul(ga, _strong(g, out))) if _rg(b) else None)
 
 
 def _pow_vjp(g, out, a, b):
