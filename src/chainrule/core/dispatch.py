@@ -119,8 +119,16 @@ def describe(args) -> str:
 
 def op_error(prim: Primitive, args, exc: Exception) -> Exception:
     """Rewrap a backend failure so it names the op, the inputs and the user's line."""
-    kind = type(exc) if isinstance(exc, (ValueError, TypeError, IndexError, RuntimeError)) else RuntimeError
-    return kind(f"{prim.name}: {exc} (inputs: {describe(args)}), at {user_site()}")
+    return error_kind(exc)(f"{prim.name}: {exc} (inputs: {describe(args)}), at {user_site()}")
+
+
+def error_kind(exc: Exception) -> type:
+    """The builtin exception class to re-raise ``exc`` as (NumPy's subclasses take
+    extra constructor arguments)."""
+    for kind in (IndexError, TypeError, ValueError):
+        if isinstance(exc, kind):
+            return kind
+    return RuntimeError
 
 
 # --------------------------------------------------------------------- tape

@@ -62,7 +62,7 @@ def inplace(x: Tensor, fn, other, name: str) -> Tensor:
             try:
                 ufunc(x.data, o, out=x.data, casting="same_kind")
             except (TypeError, ValueError) as exc:
-                raise type(exc)(f"{name}: {exc} (tensor {tuple(x.shape)} {x.dtype}), at "
+                raise dispatch.error_kind(exc)(f"{name}: {exc} (tensor {tuple(x.shape)} {x.dtype}), at "
                                 f"{dispatch.user_site()}") from None
         else:
             _write(x, fn(x, other), name)
@@ -79,7 +79,7 @@ def setitem_(x: Tensor, index, value) -> None:
     try:
         x.data[mv.norm_index(index)] = v
     except (ValueError, IndexError, TypeError) as exc:
-        raise type(exc)(f"setitem: {exc} (tensor {tuple(x.shape)} {x.dtype}), at "
+        raise dispatch.error_kind(exc)(f"setitem: {exc} (tensor {tuple(x.shape)} {x.dtype}), at "
                         f"{dispatch.user_site()}") from None
     _bump(x, "setitem")
 
