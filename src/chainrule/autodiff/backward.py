@@ -20,26 +20,15 @@ _FREED = ("Trying to backward through the graph a second time (or to use its sav
 
 
 def _check_saved(node: Node) -> None:
-    saves = node.prim.saves
-    k = 0
-    for i, inp in enumerate(node.inputs):
-        if i in saves:
-            if inp._version[0] != node.versions[k]:
-                _modified(node, f"input {i}", inp.shape, inp.dtype, inp._version,
-                          node.versions[k])
-            k += 1
-    if node.out_version is not None:
-        cell, seen = node.out_version
-        if cell[0] != seen:
-            _modified(node, "output", node.out.shape, node.out.dtype, cell, seen)
-
-
-def _modified(node, what, shape, dtype, cell, expected):
-    raise RuntimeError(
-        f"one of the tensors needed for gradient computation has been modified by an "
-        f"in-place operation: the {what} ({tuple(shape)} {dtype}) saved by "
-        f"'{node.prim.name}' is at version {cell[0]}, expected version {expected}; it was "
-        f"changed by {cell[1]}. Use an out-of-place op, or .clone() before changing it.")
+    for cell, version, i in node.saved:
+        if cell[0] != version:
+            what = node.inputs[i] if i >= 0 else _make(node.out)
+            raise RuntimeError(
+                f"one of the tensors needed for gradient computation has been modified by an "
+                f"in-place operation: the {'output' if i < 0 else f'input {i}'} "
+                f"({tuple(what.shape)} {what.dtype}) saved by '{node.prim.name}' is at version "
+                f"{cell[0]}, expected version {version}; it was changed by {cell[1]}. Use an "
+                f"out-of-place op, or .clone() before changing it.")
 
 
 def _graph(roots):
@@ -100,15 +89,17 @@ def run_backward(roots, root_grads, retain_graph, create_graph, sinks=None) -> d
             node = ready.pop()
             g = grads.pop(node, None)
             if g is not None:
-                g = _visit(node, g, captured, sinks)
-            if g is not None and (needed is None or node in needed):
-                if node.inputs is None:
-                    raise RuntimeError(_FREED)
-                _propagate(node, g, grads, leaves)
+                if node.hooks is not None or node.retain is not None or sinks is not None:
+                    g = _visit(node, g, captured, sinks)
+                if needed is None or node in needed:
+                    if node.inputs is None:
+                        raise RuntimeError(_FREED)
+                    _propagate(node, g, grads, leaves)
             for p in node.parents:
                 if p.__class__ is Node:
-                    deps[p] -= 1
-                    if deps[p] == 0:
+                    left = deps[p] - 1
+                    deps[p] = left
+                    if left == 0:
                         ready.append(p)
             if not retain_graph:
                 node.inputs = node.out = None
@@ -139,14 +130,15 @@ def _visit(node: Node, g: Tensor, captured: dict, sinks):
 
 
 def _propagate(node: Node, g: Tensor, grads: dict, leaves: dict) -> None:
-    if node.versions or node.out_version is not None:
+    if node.saved:
         _check_saved(node)
     out = _make(node.out, node) if node.out is not None else None
     gins = node.prim.vjp(g, out, *node.inputs, **node.params)
     for p, gi, inp in zip(node.parents, gins, node.inputs):
         if p is None or gi is None:
             continue
-        if gi.data.shape != inp.shape or gi.data.dtype != inp.dtype:
+        data = gi.data
+        if data.shape != inp.shape or data.dtype != inp.dtype:
             raise RuntimeError(
                 f"internal error in the vjp rule of '{node.prim.name}': gradient "
                 f"{tuple(gi.shape)} {gi.dtype} for an input of {tuple(inp.shape)} {inp.dtype}")

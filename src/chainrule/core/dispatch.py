@@ -9,7 +9,6 @@ once, for every interpreter.
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import sys
 
@@ -142,17 +141,16 @@ class Node:
     dtype for inputs the rule does not read); both are dropped after backward.
     """
 
-    __slots__ = ("prim", "params", "inputs", "parents", "versions", "out", "out_version",
-                 "hooks", "retain", "__weakref__")
+    __slots__ = ("prim", "params", "inputs", "parents", "saved", "out", "hooks", "retain",
+                 "__weakref__")
 
     def __init__(self, prim, params, inputs, parents):
         self.prim = prim
         self.params = params
         self.inputs = inputs
         self.parents = parents
-        self.versions = ()
+        self.saved = []  # (version cell, version when saved, input index or -1 for output)
         self.out = None
-        self.out_version = None
         self.hooks = None
         self.retain = None
 
@@ -201,15 +199,17 @@ class InputMeta:
 
 def _record(prim: Primitive, args: tuple, params: dict, out: Tensor) -> None:
     saves = prim.saves
-    parents = tuple([a._node if a._node is not None else (a if a.requires_grad else None)
-                     for a in args])
-    inputs = tuple([a if i in saves else InputMeta(a) for i, a in enumerate(args)])
-    node = Node(prim, params, inputs, parents)
+    parents = []
+    inputs = []
+    for i, a in enumerate(args):
+        parents.append(a._node if a._node is not None else (a if a.requires_grad else None))
+        inputs.append(a if i in saves else InputMeta(a))
+    node = Node(prim, params, tuple(inputs), tuple(parents))
     if saves:
-        node.versions = tuple([a._version[0] for i, a in enumerate(args) if i in saves])
+        node.saved = [(a._version, a._version[0], i) for i, a in enumerate(args) if i in saves]
     if prim.save_out:
         node.out = out.data
-        node.out_version = (out._version, out._version[0])
+        node.saved.append((out._version, out._version[0], -1))
     out._node = node
     out.requires_grad = True
     if _record_hooks:
@@ -229,12 +229,22 @@ def bind(prim: Primitive, *args: Tensor, **params) -> Tensor:
         out = _interpreters[-1].process(prim, args, params)
     else:
         try:
-            data = prim.impl(*[a.data for a in args], **params)
+            n = len(args)
+            if n == 1:
+                data = prim.impl(args[0].data, **params)
+            elif n == 2:
+                data = prim.impl(args[0].data, args[1].data, **params)
+            else:
+                data = prim.impl(*[a.data for a in args], **params)
         except Exception as exc:
             raise op_error(prim, args, exc) from None
-        if type(data) is not xp.ndarray:
+        if data.__class__ is not _ndarray:
             data = xp.asarray(data)  # NumPy returns scalars from 0-d math
-        out = _make(data)
+        out = _new(Tensor)
+        out.data = data
+        out.requires_grad = False
+        out.grad = out._node = out._hooks = out._base = None
+        out._version = [0, None]
         if prim.view and data.base is not None and xp.may_share_memory(data, args[0].data):
             src = args[0]
             out._version = src._version          # views share the version counter
@@ -247,17 +257,5 @@ def bind(prim: Primitive, *args: Tensor, **params) -> Tensor:
     return out
 
 
-def nondiff(fn):
-    """Decorator: run ``fn`` with recording off (for helpers whose result takes no grad)."""
-
-    @functools.wraps(fn)
-    def wrapper(*a, **k):
-        global _grad_enabled
-        prev = _grad_enabled
-        _grad_enabled = False
-        try:
-            return fn(*a, **k)
-        finally:
-            _grad_enabled = prev
-
-    return wrapper
+_new = object.__new__
+_ndarray = xp.ndarray

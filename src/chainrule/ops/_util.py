@@ -8,16 +8,34 @@ from ..core.tensor import Tensor, _make
 
 
 def const(value, like=None) -> Tensor:
-    """Wrap non-tensor data; a Python scalar takes ``like``'s dtype where NumPy 2 would."""
+    """Wrap non-tensor data; a Python scalar takes ``like``'s dtype where NumPy 2 would
+    (Python scalars are weak: ``float32_tensor * 2.5`` stays float32)."""
     if isinstance(value, Tensor):
         return value
-    if like is not None and isinstance(value, (int, float, bool)):
-        return _make(np.asarray(value, dtype=backend.result_type(like.data, value)))
+    cls = value.__class__
+    if like is not None and (cls is float or cls is int or cls is bool):
+        dt = like.data.dtype
+        kind = dt.kind
+        if not (kind == "f" or (kind in "iu" and cls is not float) or (kind == "b" and cls is bool)):
+            dt = backend.result_type(like.data, value)
+        return scalar(value, dt)
     return _make(backend.asarray(value))
 
 
+_SCALARS: dict = {}
+
+
 def scalar(value, dtype) -> Tensor:
-    return _make(np.asarray(value, dtype=dtype))
+    """A read-only 0-d constant, cached: rules and scalar operands reuse the same ones."""
+    key = (value, dtype)
+    t = _SCALARS.get(key)
+    if t is None:
+        arr = np.asarray(value, dtype=dtype)
+        arr.flags.writeable = False
+        t = _make(arr)
+        if len(_SCALARS) < 4096:
+            _SCALARS[key] = t
+    return t
 
 
 def norm_axis(axis, ndim: int, op: str = "op"):

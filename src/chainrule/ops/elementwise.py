@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import backend
 from ..core import dispatch
-from ..core.dispatch import bind
+from ..core.dispatch import _interpreters, bind
 from ..core.primitive import defprim
 from ..core.tensor import Tensor
 from ._util import broadcast_rule, const, scalar
@@ -30,14 +30,18 @@ def _zero(x):
     return scalar(0, x.dtype)
 
 
+def _one(x):
+    return scalar(1, x.dtype)
+
+
 def _strong(g, d):
     """``d`` where ``g != 0`` and 0 where ``g == 0``: multiply by it for strong zeros."""
-    return where(eq(g, 0), _zero(d), d)
+    return where(eq(g, _zero(g)), _zero(d), d)
 
 
 def _strong_den(g, d):
     """A denominator that is 1 where ``g == 0``: divide by it for strong zeros."""
-    return where(eq(g, 0), scalar(1, d.dtype), d)
+    return where(eq(g, _zero(g)), _one(d), d)
 
 
 def _mask(cond, g):
@@ -88,11 +92,11 @@ P_cos = _unary("cos", np.cos,
                lambda g, out, x: (neg(mul(g, sin(x))),),
                lambda t, out, x: neg(mul(t[0], sin(x))), saves=(0,))
 P_tanh = _unary("tanh", np.tanh,
-                lambda g, out, x: (mul(g, sub(1, mul(out, out))),),
-                lambda t, out, x: mul(t[0], sub(1, mul(out, out))), save_out=True)
+                lambda g, out, x: (mul(g, sub(_one(out), mul(out, out))),),
+                lambda t, out, x: mul(t[0], sub(_one(out), mul(out, out))), save_out=True)
 P_sigmoid = _unary("sigmoid", _sigmoid_impl,
-                   lambda g, out, x: (mul(g, mul(out, sub(1, out))),),
-                   lambda t, out, x: mul(t[0], mul(out, sub(1, out))), save_out=True)
+                   lambda g, out, x: (mul(g, mul(out, sub(_one(out), out))),),
+                   lambda t, out, x: mul(t[0], mul(out, sub(_one(out), out))), save_out=True)
 P_abs = _unary("abs", np.abs,
                lambda g, out, x: (mul(g, sign(x)),),
                lambda t, out, x: mul(t[0], sign(x)), saves=(0,))
@@ -239,7 +243,7 @@ def _prep(name, a, b):
         if b.data.dtype != dt:
             b = cast(b, dt)
     if a.data.shape != b.data.shape and (a.requires_grad or b.requires_grad
-                                         or dispatch._interpreters):
+                                         or _interpreters):
         try:
             shape = np.broadcast_shapes(a.data.shape, b.data.shape)
         except ValueError:
@@ -255,6 +259,12 @@ def _prep(name, a, b):
 
 def _binary(prim):
     def op(a, b):
+        # fast path: tensors of one dtype that need no explicit broadcasting
+        if a.__class__ is Tensor and b.__class__ is Tensor:
+            ad, bd = a.data, b.data
+            if ad.dtype == bd.dtype and (ad.shape == bd.shape or not (
+                    a.requires_grad or b.requires_grad or _interpreters)):
+                return bind(prim, a, b)
         a, b = _prep(prim.name, a, b)
         return bind(prim, a, b)
     op.__name__ = prim.name
@@ -339,7 +349,7 @@ def where(condition, a, b) -> Tensor:
     if c.data.dtype != backend.bool_:
         c = cast(c, backend.bool_)
     a, b = _prep("where", a, b)
-    if a.requires_grad or b.requires_grad or dispatch._interpreters:
+    if a.requires_grad or b.requires_grad or _interpreters:
         shape = np.broadcast_shapes(c.data.shape, a.data.shape)
         if a.data.shape != shape:
             from .movement import broadcast_to
