@@ -215,7 +215,26 @@ def _where_jvp(t, out, c, a, b):
     return where(c, ta, tb)
 
 
-P_where = defprim("where", np.where, broadcast_rule(np.where), _where_vjp, _where_jvp,
+_UINT = {4: np.uint32, 8: np.uint64}
+
+
+def _where_impl(c, a, b):
+    """np.where, branch-free for float32/64: ``b ^ ((a ^ b) & mask)`` on the bits.
+
+    With a random mask np.where mispredicts branches and runs ~4x slower here (ReLU's
+    backward is a where); the bit select is exact for every value, NaN and inf included.
+    """
+    u = _UINT.get(a.dtype.itemsize) if a.dtype == b.dtype and a.dtype.kind == "f" else None
+    if u is None or not (c.ndim or a.ndim or b.ndim):
+        return np.where(c, a, b)
+    mask = c.astype(u)
+    np.negative(mask, out=mask)  # True -> all ones
+    bits = np.bitwise_and(np.bitwise_xor(a.view(u), b.view(u)), mask)
+    np.bitwise_xor(bits, b.view(u), out=bits)
+    return bits.view(a.dtype)
+
+
+P_where = defprim("where", _where_impl, broadcast_rule(np.where), _where_vjp, _where_jvp,
                   saves=(0,))
 
 # ----------------------------------------------- comparisons and predicates (no grad)
