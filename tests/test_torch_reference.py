@@ -347,8 +347,9 @@ reduction("logsumexp", cr.logsumexp, lambda x, d, k: torch.logsumexp(x, _tdim(d,
 reduction("logsumexp_large", cr.logsumexp,
           lambda x, d, k: torch.logsumexp(x, _tdim(d, x.ndim), k),
           normal(*X3, scale=500.0), [None, 1], rtol=1e-12, atol=1e-9)
-reduction("prod", cr.prod, lambda x, d, k: torch.prod(x) if d is None else torch.prod(x, d, k),
-          uniform(0.5, 1.5, *X3), [None, 0, -1], keep=(False,) + ((True,)))
+reduction("prod", cr.prod, lambda x, d, k: torch.prod(x, d, k) if d is not None else
+          (torch.prod(x).reshape((1,) * x.ndim) if k else torch.prod(x)),
+          uniform(0.5, 1.5, *X3), [None, 0, -1])
 reduction("var", cr.var, lambda x, d, k: torch.var(x, _tdim(d, x.ndim), keepdim=k),
           normal(*X3), [None, 1, (0, 2)], rtol=1e-9)
 reduction("std", cr.std, lambda x, d, k: torch.std(x, _tdim(d, x.ndim), keepdim=k),
@@ -549,9 +550,9 @@ for _name, _fn, _tfn, _dom in [
      normal(4, 5)),
     ("[x>0]", lambda x: x[x > 0], None, normal(4, 5)),
     ("[::-1]", lambda x: x[::-1], lambda x: x.flip(0), normal(4, 5)),
-    ("[:,::-2]", lambda x: x[:, ::-2], lambda x: x[:, torch.as_tensor(np.arange(5)[::-2])],
+    ("[:,::-2]", lambda x: x[:, ::-2], lambda x: x[:, torch.as_tensor(np.arange(5)[::-2].copy())],
      normal(4, 5)),
-    ("[4:1:-2]", lambda x: x[4:1:-2], lambda x: x[torch.as_tensor(_A[4:1:-2])], normal(6, 2)),
+    ("[4:1:-2]", lambda x: x[4:1:-2], lambda x: x[torch.as_tensor(_A[4:1:-2].copy())], normal(6, 2)),
     ("[::-1,1]", lambda x: x[::-1, 1], lambda x: x.flip(0)[:, 1], normal(6, 2)),
 ]:
     case(f"getitem{_name}", _fn, _tfn or _fn, _dom)
