@@ -11,24 +11,26 @@ Benchmarks
        NumPy fwd    the same chain on plain arrays (reference: the floor)
   2. One training step of a 784-512-512-10 ReLU MLP, batch 128, float32:
      forward, cross-entropy, backward, plain SGD (``with no_grad(): p -= lr *
-     p.grad; p.grad = None``), both frameworks from the same initial weights;
-     the first step's loss and updated weights are compared.
+     p.grad; p.grad = None``), both frameworks from the same initial weights
+     (the first step's loss and updated weights are compared). Once with the
+     default thread counts (the target row), once with BLAS/OpenMP pinned to
+     one thread in both: on a shared 2-core VM multi-threaded BLAS stalls
+     whenever the other core is taken (steps go from ~5 ms to 100-250 ms, in
+     episodes of seconds), so the 1-thread row is the stable comparison.
 
 Timing: ``time.perf_counter`` around a loop of N calls, N calibrated after a
-warm-up so one repeat lasts ~0.5 s (~0.04 s with ``--quick``); the MEDIAN of
-``--repeats`` repeats is reported with the min-max range (shared machines drift
-10-25 % between runs). The GC stays on, as in real training.
-
-Each framework runs in its own worker process (``--worker cr|torch``), one
-after the other: in one process, PyTorch's spinning OpenMP threads and NumPy's
-OpenBLAS threads fight over the cores and make MLP steps of both frameworks
-spike from ~5 ms to ~100 ms. Torch keeps its default thread count.
+warm-up so one loop lasts ~0.5 s (~0.04 s with ``--quick``). Every repeat runs
+each framework in a fresh worker process (in one process PyTorch's spinning
+OpenMP threads and NumPy's OpenBLAS threads fight over the cores), alternating
+the order so the machine's drift hits both. Reported: the MEDIAN of
+``--repeats`` (default 5) and the min-max range. The GC stays on.
 ``--profile`` prints cProfile tables (by tottime) of chainrule's chain and MLP
 step; ``--json PATH`` writes the results.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -41,11 +43,10 @@ import time
 
 import numpy as np
 
-N_GROUPS = 25  # 4 ops per group -> a chain of 100 ops
-N_OPS = 4 * N_GROUPS
+N_GROUPS, N_OPS = 25, 100  # 4 ops per group
 SIZES, BATCH, LR = (784, 512, 512, 10), 128, 0.01
 TARGETS = {"chain fwd+bwd": 1.5, "MLP step": 1.0}
-SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
+ONE_THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def framework(lib: str):
@@ -57,45 +58,41 @@ def framework(lib: str):
     try:
         import chainrule as cr
     except ImportError:  # a checkout without `pip install -e .`
-        sys.path.insert(0, SRC)
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../src"))
         import chainrule as cr
     return cr, lambda a, rg=False: cr.tensor(a.copy(), requires_grad=rg), cr.no_grad, \
         cr.cross_entropy
 
 
 def machine_info() -> dict:
-    cpu = platform.processor() or "unknown"
+    cpu, blas = platform.processor() or "unknown", "unknown"
     try:
         with open("/proc/cpuinfo") as f:
             cpu = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
-    except (OSError, StopIteration):
+    except (OSError, StopIteration):  # not Linux
         pass
     try:
-        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
-        blas = f"{blas.get('name')} {blas.get('version')}"
-    except Exception:  # older NumPy or an unusual build: not worth failing over
-        blas = "unknown"
+        b = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        blas = f"{b.get('name')} {b.get('version')}"
+    except Exception:  # an older NumPy: not worth failing over
+        pass
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     return {"cpu": cpu, "cpu_count": os.cpu_count(), "usable_cores": cores,
             "python": platform.python_version(), "numpy": np.__version__, "numpy_blas": blas}
 
 
-def measure(fn, repeats: int, target_s: float, scale: float) -> dict:
-    """Time per call of ``fn`` (times ``scale``): median and range over the repeats."""
+def measure(fn, target_s: float, scale: float) -> float:
+    """Time per call of ``fn`` (times ``scale``) over a loop lasting ~``target_s``."""
     fn()
     t0 = time.perf_counter()
     fn()
     n = max(1, int(target_s / max(time.perf_counter() - t0, 1e-7)))
     for _ in range(min(n, 20)):  # warm-up
         fn()
-    samples = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(n):
-            fn()
-        samples.append((time.perf_counter() - t0) / n * scale)
-    return {"median": statistics.median(samples), "min": min(samples), "max": max(samples),
-            "iters": n}
+    t0 = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - t0) / n * scale
 
 
 # ---------------------------------------------------------------- benchmarks
@@ -107,24 +104,25 @@ def chain(x, w, b, tanh, sin):
 
 def chain_fns(lib: str) -> dict:
     rng = np.random.default_rng(0)
-    arrs = [rng.standard_normal((4, 4)), 0.9 + 0.1 * rng.standard_normal((4, 4)),
-            0.1 * rng.standard_normal((4, 4))]
-    arrs = [a.astype(np.float32) for a in arrs]
+    arrs = [(m + s * rng.standard_normal((4, 4))).astype(np.float32)
+            for m, s in [(0, 1), (0.9, 0.1), (0, 0.1)]]
     if lib == "numpy":
         return {"NumPy fwd": lambda: chain(*arrs, np.tanh, np.sin)}
     mod, tensor, no_grad, _ = framework(lib)
     x, w, b = (tensor(a, True) for a in arrs)
 
+    def fwd():
+        return chain(x, w, b, mod.tanh, mod.sin)
+
     def fwd_bwd():
-        chain(x, w, b, mod.tanh, mod.sin).sum().backward()
+        fwd().sum().backward()
         x.grad = w.grad = b.grad = None
 
     def fwd_nograd():
         with no_grad():
-            chain(x, w, b, mod.tanh, mod.sin)
+            fwd()
 
-    return {"chain fwd+bwd": fwd_bwd, "chain fwd (grad)": lambda: chain(x, w, b, mod.tanh, mod.sin),
-            "chain fwd no_grad": fwd_nograd}
+    return {"chain fwd+bwd": fwd_bwd, "chain fwd (grad)": fwd, "chain fwd no_grad": fwd_nograd}
 
 
 def mlp_step_fn(lib: str):
@@ -156,21 +154,23 @@ def mlp_step_fn(lib: str):
     return step, params
 
 
-def worker(lib: str, repeats: int, target_s: float, npz: str) -> dict:
-    """All measurements of one framework (run in a fresh process)."""
+def worker(lib: str, target_s: float, npz: str | None, one_thread: bool) -> dict:
+    """One sample of every measurement of one framework (run in a fresh process)."""
     out = {}
     if lib == "torch":
         import torch
-        out["info"] = {"torch": torch.__version__, "torch_threads": torch.get_num_threads()}
-    step, params = mlp_step_fn(lib)
-    out["first_loss"] = float(step().item())
-    np.savez(npz, *[np.array(p.detach().numpy()) for p in params])
+        out["info"] = {"torch_threads": torch.get_num_threads()}
+    if one_thread:  # BLAS/OpenMP pools were limited to 1 thread by the parent's environment
+        out["results"] = {"MLP step, 1 thread": measure(mlp_step_fn(lib)[0], target_s, 1e3)}
+        return out
+    if npz:
+        step, params = mlp_step_fn(lib)
+        out["first_loss"] = float(step().item())
+        np.savez(npz, *[np.array(p.detach().numpy()) for p in params])
     libs = ["cr", "numpy"] if lib == "cr" else [lib]
-    res = {k: measure(fn, repeats, target_s, 1e6 / N_OPS)
-           for lb in libs for k, fn in chain_fns(lb).items()}
-    res["MLP step"] = measure(mlp_step_fn(lib)[0], repeats, target_s, 1e3)
-    out["results"] = res
-    return out
+    res = {k: measure(fn, target_s, 1e6 / N_OPS) for lb in libs for k, fn in chain_fns(lb).items()}
+    res["MLP step"] = measure(mlp_step_fn(lib)[0], target_s, 1e3)  # fresh weights
+    return {**out, "results": res}
 
 
 # ------------------------------------------------------------------ report
@@ -182,7 +182,7 @@ def table(res_cr: dict, res_t: dict | None) -> dict:
     head = ["benchmark", "chainrule", "PyTorch", "ratio cr/torch", "target", "met"]
     rows, ratios = [], {}
     for name, m in res_cr.items():
-        unit = "ms/step" if name == "MLP step" else "us/op"
+        unit = "ms/step" if name.startswith("MLP") else "us/op"
         if name == "NumPy fwd":
             rows.append([name + " (ref)", fmt(m, unit), "-", "-", "-", "-"])
             continue
@@ -212,6 +212,31 @@ def profile(top=25) -> None:
         pstats.Stats(prof, stream=sys.stdout).sort_stats("tottime").print_stats(top)
 
 
+def run_workers(libs, repeats: int, quick: bool, tmp: str) -> dict:
+    """Per framework: a summary of every benchmark, and the worker's extra output."""
+    runs = {lib: {"results": {}} for lib in libs}
+    jobs = [(lib, one) for one in (False, True) for lib in libs]
+    one_env = {**os.environ, **{v: "1" for v in ONE_THREAD_ENV}}
+    for r in range(repeats):  # alternate the order, so drift hits both frameworks
+        for lib, one in jobs if r % 2 == 0 else jobs[::-1]:
+            cmd = [sys.executable, os.path.abspath(__file__), "--worker", lib] + \
+                (["--npz", os.path.join(tmp, lib + ".npz")] if r == 0 and not one else []) + \
+                (["--quick"] if quick else []) + (["--one-thread"] if one else [])
+            proc = subprocess.run(cmd, capture_output=True, text=True,
+                                  env=one_env if one else None)
+            if proc.returncode:
+                sys.exit(f"benchmark worker {lib!r} failed:\n{proc.stderr}")
+            out = json.loads(proc.stdout.strip().splitlines()[-1])
+            for k, v in out.pop("results").items():
+                runs[lib]["results"].setdefault(k, []).append(v)
+            if not one:
+                runs[lib].update(out)
+    for run in runs.values():
+        run["results"] = {k: {"median": statistics.median(v), "min": min(v), "max": max(v),
+                              "samples": v} for k, v in run["results"].items()}
+    return runs
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="fast smoke run (short loops, 2 repeats)")
@@ -220,43 +245,41 @@ def main(argv=None) -> int:
     ap.add_argument("--profile", action="store_true", help="print cProfile tables of chainrule")
     ap.add_argument("--worker", choices=["cr", "torch"], help=argparse.SUPPRESS)
     ap.add_argument("--npz", help=argparse.SUPPRESS)
+    ap.add_argument("--one-thread", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    repeats = args.repeats or (2 if args.quick else 5)
-    target_s = 0.04 if args.quick else 0.5
+    repeats, target_s = args.repeats or (2 if args.quick else 5), 0.04 if args.quick else 0.5
     if args.worker:
-        print(json.dumps(worker(args.worker, repeats, target_s, args.npz)))
+        print(json.dumps(worker(args.worker, target_s, args.npz, args.one_thread)))
         return 0
 
     have_torch = importlib.util.find_spec("torch") is not None
+    libs = ["cr", "torch"] if have_torch else ["cr"]
     info = machine_info()
-    runs = {}
+    info["torch"] = importlib.metadata.version("torch") if have_torch else "not installed"
+    print("machine: " + ", ".join(f"{k}={v}" for k, v in info.items()), flush=True)
     with tempfile.TemporaryDirectory(prefix="chainrule-bench-") as tmp:
-        for lib in ["cr", "torch"] if have_torch else ["cr"]:
-            npz = os.path.join(tmp, f"{lib}.npz")
-            cmd = [sys.executable, os.path.abspath(__file__), "--worker", lib, "--npz", npz,
-                   "--repeats", str(repeats)] + (["--quick"] if args.quick else [])
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            if proc.returncode:
-                sys.exit(f"benchmark worker {lib!r} failed:\n{proc.stderr}")
-            runs[lib] = json.loads(proc.stdout.strip().splitlines()[-1])
-            with np.load(npz) as z:
-                runs[lib]["params"] = [z[k] for k in z.files]
-    info.update(runs.get("torch", {}).get("info", {"torch": "not installed"}))
-    print("machine: " + ", ".join(f"{k}={v}" for k, v in info.items()))
-    print(f"timing: median of {repeats} repeats (min-max), ~{target_s}s per repeat, "
-          f"one worker process per framework{' [--quick]' if args.quick else ''}\n")
-    check = {"loss_cr": runs["cr"]["first_loss"]}
+        runs = run_workers(libs, repeats, args.quick, tmp)
+        params = {lib: list(np.load(os.path.join(tmp, lib + ".npz")).values()) for lib in libs}
+    check = {f"loss_{lib}": runs[lib]["first_loss"] for lib in libs}
     msg = f"MLP first-step loss: chainrule {check['loss_cr']:.6f}"
     if have_torch:
-        check["loss_torch"] = runs["torch"]["first_loss"]
-        check["max_param_diff_after_step"] = max(float(np.abs(a - b).max()) for a, b in
-                                                 zip(runs["cr"]["params"], runs["torch"]["params"]))
+        info.update(runs["torch"]["info"])
+        check["max_param_diff_after_step"] = d = max(
+            float(np.abs(a - b).max()) for a, b in zip(params["cr"], params["torch"]))
         msg += (f", PyTorch {check['loss_torch']:.6f} (|diff| "
                 f"{abs(check['loss_cr'] - check['loss_torch']):.1e}); max |param diff| after "
-                f"the step {check['max_param_diff_after_step']:.1e}")
-    print(msg + "\n")
+                f"the step {d:.1e}")
+        print(f"torch threads: {info['torch_threads']} (default)")
+    print(f"timing: median of {repeats} repeats (min-max), ~{target_s}s loop per repeat, a fresh "
+          f"process per framework and repeat{' [--quick]' if args.quick else ''}\n{msg}\n")
     res_t = runs["torch"]["results"] if have_torch else None
     ratios = table(runs["cr"]["results"], res_t)
+    noisy = sorted({k for res in (runs["cr"]["results"], res_t or {})
+                    for k, m in res.items() if m["max"] > 2 * m["min"]})
+    if noisy:
+        print(f"NOTE: max > 2x min across repeats for {', '.join(noisy)}: the machine was "
+              "busy (multi-threaded BLAS stalls when the other core is taken); rerun, and "
+              "trust the 1-thread MLP row")
     if not have_torch:
         print("NOTE: torch is not installed: PyTorch columns and ratios are skipped "
               "(install it with `pip install -e '.[torch]'`).")

@@ -416,6 +416,34 @@ same("method.logsumexp", lambda x: x.logsumexp(1), normal(3, 4), f32=True)
 same("method.argmax", lambda x: x.argmax(), normal(3, 4), grad=())
 same("method.argmin", lambda x: x.argmin(1, keepdim=True), normal(3, 4), grad=())
 case("sum_0d", cr.sum, torch.sum, normal())
+case("argmax_0d", lambda x: cr.argmax(x, 0), lambda x: torch.argmax(x, 0), normal())
+case("logsumexp_0d", lambda x: cr.logsumexp(x, 0), lambda x: torch.logsumexp(x, 0), normal())
+case("softmax_0d", lambda x: cr.softmax(x, 0), lambda x: torch.softmax(x, 0), normal())
+case("amax_0d", lambda x: cr.amax(x, -1), lambda x: torch.amax(x, -1), normal())
+case("max(x,dim)_1d", lambda x: cr.max(x, 0), lambda x: torch.max(x, 0), normal(5))
+case("max(x,dim)_0d", lambda x: cr.max(x, 0), lambda x: torch.max(x, 0), normal(),
+     xfail="max(x, dim)/min(x, dim) on a 0-d tensor raise IndexError ('tuple index out of "
+           "range' in gather); PyTorch returns (x, tensor(0))")
+case("cumsum_0d", lambda x: cr.cumsum(x, 0), lambda x: torch.cumsum(x, 0), normal(),
+     xfail="cumsum of a 0-d tensor returns shape (1,) (np.cumsum flattens); PyTorch keeps ()")
+case("sum_bool", cr.sum, torch.sum, mask(3, 4))
+case("sum_int(dim=1)", lambda x: cr.sum(x, 1), lambda x: torch.sum(x, 1), index(5, 3, 4))
+case("cumsum_int", lambda x: cr.cumsum(x, 1), lambda x: torch.cumsum(x, 1), index(5, 3, 4))
+case("amax_int", lambda x: cr.amax(x, 0), lambda x: torch.amax(x, 0), index(5, 3, 4))
+case("argmax_int", lambda x: cr.argmax(x, 1), lambda x: torch.argmax(x, 1),
+     fixed([[1, 5, 2], [7, 0, 3]], np.int64))
+case("softmax_neginf", lambda x: cr.softmax(x, -1), lambda x: torch.softmax(x, -1),
+     fixed([[-INF, 0.0, 1.0], [2.0, -INF, -INF]]))
+case("log_softmax_neginf", lambda x: cr.log_softmax(x, -1),
+     lambda x: torch.log_softmax(x, -1), fixed([[-INF, 0.0, 1.0], [2.0, -INF, -1.0]]))
+case("logsumexp_neginf", lambda x: cr.logsumexp(x, -1), lambda x: torch.logsumexp(x, -1),
+     fixed([[-INF, 0.0, 1.0], [2.0, -INF, -1.0]]))
+for _p in (2, 3):
+    case(f"norm_p{_p}_zero_row", lambda x, p=_p: cr.norm(x, p, 1),
+         lambda x, p=_p: torch.linalg.vector_norm(x, p, 1),
+         fixed([[0.0, 0.0, 0.0], [1.0, -2.0, 0.5]]),
+         xfail=f"norm(p={_p}): gradient is nan for a slice that is all zeros; PyTorch "
+               "returns 0 there")
 case("mean_0d", cr.mean, torch.mean, normal())
 
 # ---------------------------------------------------------------------- movement
@@ -560,6 +588,10 @@ same("getitem[tensor_idx]", lambda x, i: x[i], normal(4, 5), index(4, 6))
 same("getitem[tensor_mask]", lambda x, m: x[m], normal(4, 5), mask(4, 5))
 same("getitem[:,tensor_idx]", lambda x, i: x[:, i], normal(4, 5), index(5, 2, 3))
 same("getitem_chain", lambda x: x[1:][:, [0, 0]][::2], normal(5, 3))
+same("getitem[[-1,0,-1]]", lambda x: x[[-1, 0, -1]], normal(4, 5))
+same("getitem[[True,False,True,True]]", lambda x: x[[True, False, True, True]], normal(4, 5))
+same("getitem[1,[0,2,2]]", lambda x: x[1, [0, 2, 2]], normal(4, 5))
+same("getitem[-1:,None,[3,-1]]", lambda x: x[-1:, None, [3, -1]], normal(4, 5))
 same("getitem_0d_from_1d", lambda x: x[2] * x[0], normal(4))
 
 
@@ -605,6 +637,21 @@ def _assign_twice(x, v, w):
 
 
 same("setitem_python_scalar", _assign_scalar, normal(3, 4))
+_FIXED_MASK = fixed([[True, False, False, True], [False, True, False, False],
+                     [False, False, False, True]], bool)
+same("setitem[mask]=vector", lambda x, m, v: _assign(m)(x, v), normal(3, 4), _FIXED_MASK,
+     normal(4))
+
+
+def _assign_into_constant(base, v):
+    y = base * 1  # requires no grad: only the assigned value does
+    y[1:, ::2] = v
+    return y.sum(0)
+
+
+same("setitem_into_constant", _assign_into_constant, normal(3, 4), normal(2, 2), grad=(1,))
+same("masked_fill_tensor_value", lambda x, m, v: x.masked_fill(m, v), normal(3, 4), mask(3, 4),
+     normal())
 same("setitem_twice", _assign_twice, normal(3, 4), normal(4), normal(3))
 
 # ------------------------------------------------------------------------ matmul
@@ -638,6 +685,9 @@ for _eq, _shapes in [
     ("ijk->kij", [(2, 3, 4)]),
     ("i,ij->j", [(3,), (3, 4)]),
     ("ij,k->ijk", [(2, 3), (4,)]),
+    ("ij,jk->i", [(2, 3), (3, 4)]),
+    ("i,i->i", [(4,), (4,)]),
+    ("ab, bc -> ca", [(2, 3), (3, 4)]),
 ]:
     case(f"einsum({_eq})", lambda *xs, e=_eq: cr.einsum(e, *xs),
          lambda *xs, e=_eq: torch.einsum(e, *xs), *[normal(*s) for s in _shapes],
@@ -892,8 +942,20 @@ def test_float64(c):
         run_case(c)
 
 
+_ERF32 = ("erf backward in float32 fails: 'internal error in the vjp rule of erf: gradient "
+          "float64 for an input of float32' (the constant 2/sqrt(pi) is a np.float64 "
+          "scalar, which NumPy 2 promotion treats as strong, so the vjp upcasts)")
+F32_XFAIL = {"erf[3, 4]": _ERF32, "gelu[3, 4]": _ERF32}
+
+
+def _params32(cases):
+    return [pytest.param(c, id=c.id, marks=[pytest.mark.xfail(reason=F32_XFAIL[c.id],
+                                                                strict=True)]
+                         if c.id in F32_XFAIL else []) for c in cases]
+
+
 @pytest.mark.filterwarnings("ignore::UserWarning")
-@pytest.mark.parametrize("c", _params([c for c in CASES if c.f32]))
+@pytest.mark.parametrize("c", _params32([c for c in CASES if c.f32]))
 def test_float32(c):
     with np.errstate(all="ignore"):
         run_case(c, np.float32)
@@ -925,7 +987,9 @@ def test_table_covers_public_ops():
     lambda x: cr.binary_cross_entropy_with_logits(x, cr.sigmoid(x).detach()),
 ], ids=["mul", "rsub", "pow", "rdiv", "maximum", "where", "clamp", "softplus", "gelu", "mean",
         "var", "norm", "logsumexp", "softmax", "cross_entropy", "bce_logits"])
-def test_float32_preserved_with_python_scalars(fn):
+def test_float32_preserved_with_python_scalars(fn, request):
+    if request.node.callspec.id == "gelu":
+        request.applymarker(pytest.mark.xfail(reason=_ERF32, strict=True))
     x = cr.tensor(np.linspace(-2, 2, 5, dtype=np.float32), requires_grad=True)
     y = fn(x)
     assert y.dtype == np.float32
@@ -956,27 +1020,53 @@ SECOND = [
     ("gelu", cr.gelu, F.gelu, G(normal(3, 4))),
     ("cross_entropy", lambda x: cr.cross_entropy(x, cr.tensor(np.array([0, 2, 1]))),
      lambda x: F.cross_entropy(x, torch.tensor([0, 2, 1])), G(normal(3, 4))),
+    ("prod", lambda x: cr.prod(x, 1), lambda x: torch.prod(x, 1), G(nonzero(3, 4))),
+    ("maximum", cr.maximum, torch.maximum, G(normal(3, 4), normal(4))),
+    ("where", lambda c, a, b: cr.where(c, a * a, b.exp()),
+     lambda c, a, b: torch.where(c, a * a, b.exp()), G(mask(3, 4), normal(3, 4), normal(4))),
+    ("norm", lambda x: cr.norm(x, 2, 1), lambda x: torch.linalg.vector_norm(x, 2, 1),
+     G(normal(3, 4))),
+    ("var", lambda x: cr.var(x, 0), lambda x: torch.var(x, 0), G(normal(5, 3))),
+    ("einsum", lambda a, b: cr.einsum("bij,bjk->bik", a, b),
+     lambda a, b: torch.einsum("bij,bjk->bik", a, b), G(normal(2, 3, 4), normal(2, 4, 2))),
+    ("getitem", lambda x: x[[0, 2, 0]] ** 2, lambda x: x[[0, 2, 0]] ** 2, G(normal(3, 4))),
+    pytest.param(
+        "prod_with_zero", lambda x: cr.prod(x, 1), lambda x: torch.prod(x, 1),
+        G(fixed([[0.0, 2.0, 3.0], [1.5, -1.0, 0.5]])), id="prod_with_zero",
+        marks=pytest.mark.xfail(strict=True, reason=(
+            "prod: where a reduced slice contains a zero, the vjp builds the 'product of "
+            "the others' as a constant (_make) so create_graph gives a gradient with no "
+            "graph: d/dx of grad(prod) raises 'does not require grad' (torch: [0, 3, 2] "
+            "for x=[0, 2, 3])"))),
 ]
 
 
-@pytest.mark.parametrize("name,crf,thf,gen", SECOND, ids=[s[0] for s in SECOND])
+@pytest.mark.parametrize("name,crf,thf,gen", SECOND,
+                         ids=[s[0] if isinstance(s, tuple) else s.id for s in SECOND])
 def test_second_order(name, crf, thf, gen):
     r = np.random.default_rng(_seed("2nd" + name))
     arrays = gen(r)
-    cx = [cr.tensor(a.copy(), requires_grad=True) for a in arrays]
-    tx = [torch.tensor(a.copy(), requires_grad=True) for a in arrays]
+    fl = [a.dtype.kind == "f" for a in arrays]
+    cx = [cr.tensor(a.copy(), requires_grad=f) for a, f in zip(arrays, fl)]
+    tx = [torch.tensor(a.copy(), requires_grad=f) for a, f in zip(arrays, fl)]
+    cxd = [x for x, f in zip(cx, fl) if f]
+    txd = [x for x, f in zip(tx, fl) if f]
     co, to = crf(*cx), thf(*tx)
     g = r.standard_normal(tuple(to.shape))
-    cg = cr.autograd.grad(co, cx, cr.tensor(g), create_graph=True)
-    tg = torch.autograd.grad(to, tx, torch.tensor(g), create_graph=True)
+    cg = cr.autograd.grad(co, cxd, cr.tensor(g), create_graph=True)
+    tg = torch.autograd.grad(to, txd, torch.tensor(g), create_graph=True)
     for i, (a, b) in enumerate(zip(cg, tg)):
         _close(a.detach().numpy(), b.detach().numpy(), 1e-10, 1e-12, f"first grad {i}")
-    vs = [r.standard_normal(a.shape) for a in arrays]
+    vs = [r.standard_normal(tuple(a.shape)) for a in tg]
     cs = cr.sum(cr.stack([cr.sum(a * cr.tensor(v)) for a, v in zip(cg, vs)]))
     ts = torch.stack([torch.sum(a * torch.tensor(v)) for a, v in zip(tg, vs)]).sum()
-    cgg = cr.autograd.grad(cs, cx, allow_unused=True)
-    tgg = torch.autograd.grad(ts, tx, allow_unused=True)
-    for i, (a, b, x) in enumerate(zip(cgg, tgg, arrays)):
+    # a piecewise-linear op has a gradient that no longer depends on the inputs
+    assert cs.requires_grad == ts.requires_grad
+    if not ts.requires_grad:
+        return
+    cgg = cr.autograd.grad(cs, cxd, allow_unused=True)
+    tgg = torch.autograd.grad(ts, txd, allow_unused=True)
+    for i, (a, b, x) in enumerate(zip(cgg, tgg, [a for a, f in zip(arrays, fl) if f])):
         an = np.zeros_like(x) if a is None else a.detach().numpy()
         bn = np.zeros_like(x) if b is None else b.detach().numpy()
         _close(an, bn, 1e-9, 1e-11, f"second grad {i}")

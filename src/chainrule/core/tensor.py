@@ -247,6 +247,10 @@ class Tensor:
     def pow_(self, o): return _ops.inplace(self, _ops.pow, o, "pow_")
     def clamp_(self, min=None, max=None):
         return _ops.inplace(self, lambda a, _: _ops.clamp(a, min, max), None, "clamp_")
+    def where(self, condition, other):
+        """``self`` where ``condition`` holds, else ``other`` (as ``torch.Tensor.where``)."""
+        return _ops.where(condition, self, other)
+
     def zero_(self): return _ops.fill_(self, 0)
     def fill_(self, value): return _ops.fill_(self, value)
     def copy_(self, src): return _ops.inplace(self, lambda a, b: _ops.expand_as(b, a), src, "copy_")
@@ -255,7 +259,7 @@ class Tensor:
 # Names forwarded as methods: tensor.exp() == chainrule.exp(tensor).
 _METHOD_NAMES = """
 abs sign exp log log1p expm1 sqrt rsqrt sin cos tanh sigmoid relu gelu silu softplus erf
-square reciprocal maximum minimum clamp clip where sum mean max min amax amin prod var std
+square reciprocal maximum minimum clamp clip sum mean max min amax amin prod var std
 norm argmax argmin reshape view flatten squeeze unsqueeze permute transpose expand
 expand_as broadcast_to split chunk softmax log_softmax logsumexp cumsum gather matmul
 isnan isinf isfinite logical_not view_as reshape_as flip repeat masked_fill

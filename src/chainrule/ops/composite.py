@@ -85,8 +85,8 @@ def gelu(x, approximate="none") -> Tensor:
 
 
 def _xmul(a, b):
-    """a * b, with 0 wherever a == 0 (even if b is inf): the limit a loss needs."""
-    return ew.where(ew.eq(a, 0), scalar(0, b.dtype), ew.mul(a, b))
+    """a * b, but 0 where a == 0 and b is infinite: the limit a loss needs."""
+    return ew.where(ew.logical_and(ew.eq(a, 0), ew.isinf(b)), scalar(0, b.dtype), ew.mul(a, b))
 
 
 def _reduce(loss, reduction, op):
@@ -140,8 +140,9 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean") ->
     """Negative log-likelihood of class indices; ``input`` is (N, C, ...) log-probabilities."""
     logp = _f(input)
     tgt = (target.data if isinstance(target, Tensor) else np.asarray(target)).astype(np.int64)
-    if logp.ndim == 1:
-        logp, tgt = mv.unsqueeze(logp, 0), tgt[None]
+    if logp.ndim == 1:  # unbatched: (C,) with a 0-d target
+        loss = nll_loss(mv.unsqueeze(logp, 0), tgt[None], weight, ignore_index, reduction)
+        return mv.squeeze(loss, 0) if reduction == "none" else loss
     n_cls = logp.shape[1]
     if tgt.shape != logp.shape[:1] + logp.shape[2:]:
         raise ValueError(f"nll_loss: target shape {tgt.shape} does not match input shape "

@@ -63,7 +63,7 @@ def _erf_impl(x):
     return _erf(x)
 
 
-_TWO_OVER_SQRT_PI = 2.0 / np.sqrt(np.pi)
+_TWO_OVER_SQRT_PI = float(2.0 / np.sqrt(np.pi))  # a Python float: weak in promotion
 
 # ------------------------------------------------------------------ unary rows
 # name       impl          vjp(g, out, x)                               jvp((t,), out, x)
@@ -137,8 +137,13 @@ def _div_vjp(g, out, a, b):
     return ga, (neg(mul(ga, _strong(g, out))) if _rg(b) else None)
 
 
+def _dpow_da(a, b):
+    """b * a**(b-1), and 0 where b == 0 (also at a == 0, where 0 * inf would be nan)."""
+    return where(eq(b, _zero(b)), _zero(b), mul(b, pow(a, sub(b, _one(b)))))
+
+
 def _pow_vjp(g, out, a, b):
-    ga = mul(g, _strong(g, mul(b, pow(a, sub(b, 1))))) if _rg(a) else None
+    ga = mul(g, _strong(g, _dpow_da(a, b))) if _rg(a) else None
     gb = None
     if _rg(b):
         zero_base = eq(a, 0)
@@ -148,7 +153,7 @@ def _pow_vjp(g, out, a, b):
 
 
 def _pow_jvp(t, out, a, b):
-    ta = mul(t[0], mul(b, pow(a, sub(b, 1)))) if t[0] is not None else None
+    ta = mul(t[0], _dpow_da(a, b)) if t[0] is not None else None
     tb = None
     if t[1] is not None:
         zero_base = eq(a, 0)
@@ -369,7 +374,12 @@ def where(condition, a, b) -> Tensor:
         c = cast(c, backend.bool_)
     a, b = _prep("where", a, b)
     if a.requires_grad or b.requires_grad or _interpreters:
-        shape = np.broadcast_shapes(c.data.shape, a.data.shape)
+        try:
+            shape = np.broadcast_shapes(c.data.shape, a.data.shape)
+        except ValueError:
+            raise ValueError(f"where: condition of shape {tuple(c.shape)} cannot be broadcast "
+                             f"with values of shape {tuple(a.shape)}, at "
+                             f"{dispatch.user_site()}") from None
         if a.data.shape != shape:
             from .movement import broadcast_to
             a, b = broadcast_to(a, shape), broadcast_to(b, shape)

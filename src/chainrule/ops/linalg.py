@@ -101,29 +101,53 @@ def _einsum_rule(*xs, equation):
     size = {}
     for term, x in zip(lhs.split(","), xs):
         for c, n in zip(term, x.shape):
-            if size.setdefault(c, n) != n:
-                raise ValueError(f"einsum: index {c!r} has sizes {size[c]} and {n}")
+            m = size.setdefault(c, n)
+            if m != n and 1 not in (m, n):
+                raise ValueError(f"einsum: index {c!r} has sizes {m} and {n}")
+            size[c] = max(m, n)
     return tuple(size[c] for c in out), np.result_type(*[x.dtype for x in xs])
 
 
 def _einsum_vjp(g, out, *xs, equation):
+    """The cotangent of operand i is an einsum of g with the other operands.
+
+    A letter repeated inside operand i (a diagonal) is renamed and tied back with an
+    identity matrix; letters summed inside operand i alone are broadcast back; size-1
+    dims that were broadcast are summed back.
+    """
+    from .creation import eye
+    from .movement import broadcast_to
     lhs, res = equation.split("->")
     terms = lhs.split(",")
+    size = {c: n for t, x in zip(terms, xs) for c, n in zip(t, x.shape) if n != 1}
+    unused = [c for c in string.ascii_letters if c not in equation]
     grads = []
     for i, (term, x) in enumerate(zip(terms, xs)):
         if not x.requires_grad:
             grads.append(None)
             continue
-        if len(set(term)) != len(term):
-            raise NotImplementedError(f"einsum: gradient for repeated index in {term!r}")
-        others = [t for j, t in enumerate(terms) if j != i]
+        renamed, ties = "", []
+        for c in term:
+            if c in renamed:
+                fresh = unused.pop()
+                ties.append(c + fresh)
+                renamed += fresh
+            else:
+                renamed += c
+        others = [t for j, t in enumerate(terms) if j != i] + ties
+        operands = [xs[j] for j in range(len(xs)) if j != i]
+        operands += [eye(size.get(t[0], 1), dtype=g.dtype) for t in ties]
         avail = set(res).union(*others)
-        kept = "".join(c for c in term if c in avail)
-        eq = ",".join([res] + others) + "->" + kept
-        gi = einsum(eq, g, *[xs[j] for j in range(len(xs)) if j != i])
-        if kept != term:  # indices summed inside this operand only: broadcast back
-            gi = reshape(gi, tuple(x.shape[k] if c in avail else 1 for k, c in enumerate(term)))
-            from .movement import broadcast_to
+        kept = "".join(c for c in renamed if c in avail)
+        gi = einsum(",".join([res] + others) + "->" + kept, g, *operands)
+        if kept != renamed:  # letters summed inside this operand only: broadcast back
+            gi = reshape(gi, tuple(gi.shape[kept.index(c)] if c in avail else 1
+                                   for c in renamed))
+        if gi.shape != x.shape:
+            from .reduce import sum as _sum
+            ones = tuple(k for k, n in enumerate(x.shape) if n == 1 and gi.shape[k] != 1)
+            if ones:
+                gi = _sum(gi, ones, keepdim=True)
             gi = broadcast_to(gi, x.shape)
         grads.append(gi)
     return tuple(grads)

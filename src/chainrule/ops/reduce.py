@@ -74,21 +74,20 @@ P_amin = _extreme_row("amin", np.amin)
 def _prod_others(out, x, axis, keepdims):
     """For every element, the product of the other elements reduced with it.
 
-    Without zeros this is ``out / x`` (differentiable again); where a reduced slice
-    holds zeros the exact value comes from exclusive cumulative products.
+    ``out / x`` where x != 0; at a zero, the product of the slice's non-zeros if it is
+    the slice's only zero, else 0. Written in chainrule ops, so it is differentiable
+    again (exactly, for slices with at most one zero).
     """
     from .movement import broadcast_to
-    if not np.any(x.data == 0):
-        return ew.div(broadcast_to(_keep(out, x.ndim, axis, keepdims), x.shape), x)
-    axes = tuple(range(x.ndim)) if axis is None else axis
-    rest = [a for a in range(x.ndim) if a not in axes]
-    moved = np.transpose(x.data, rest + list(axes))
-    flat = moved.reshape(moved.shape[:len(rest)] + (-1,))
-    ones = np.ones(flat.shape[:-1] + (1,), flat.dtype)
-    left = np.cumprod(np.concatenate([ones, flat[..., :-1]], -1), -1)
-    right = np.cumprod(np.concatenate([ones, flat[..., :0:-1]], -1), -1)[..., ::-1]
-    others = (left * right).reshape(moved.shape)
-    return _make(np.transpose(others, np.argsort(rest + list(axes))))
+    out_b = broadcast_to(_keep(out, x.ndim, axis, keepdims), x.shape)
+    zero = ew.eq(x, 0)
+    if not np.any(zero.data):
+        return ew.div(out_b, x)
+    safe = ew.where(zero, 1, x)
+    nonzeros = broadcast_to(prod(safe, axis, keepdim=True), x.shape)
+    single = ew.eq(sum(ew.cast(zero, x.dtype), axis, True), 1)
+    at_zero = ew.where(single, nonzeros, 0)
+    return ew.where(zero, at_zero, ew.div(out_b, safe))
 
 
 def _prod_impl(x, *, axis, keepdims):
@@ -124,7 +123,7 @@ def _cumsum_vjp(g, out, x, *, axis):
     return (flip(cumsum(flip(g, axis), axis), axis),)
 
 
-P_cumsum = defprim("cumsum", lambda x, *, axis: np.cumsum(x, axis=axis),
+P_cumsum = defprim("cumsum", lambda x, *, axis: np.cumsum(x, axis=axis) if x.ndim else x.copy(),
                    lambda x, *, axis: (x.shape, np.cumsum(np.ones(1, x.dtype)).dtype),
                    _cumsum_vjp,
                    lambda t, out, x, *, axis: cumsum(t[0], axis))
@@ -181,15 +180,24 @@ def std(x, dim=None, keepdim=False, *, correction=1, unbiased=None, axis=None,
 
 
 def norm(x, p=2, dim=None, keepdim=False) -> Tensor:
-    """Vector p-norm over ``dim`` (all elements when None): p = 2, 1, inf or any float."""
+    """Vector p-norm over ``dim`` (all elements when None): p = 2, 1, inf or any float.
+
+    The gradient at an all-zero slice is 0 (as in PyTorch), not nan: the root is taken
+    of a sum that is replaced by 1 where it is 0 (the double-where trick).
+    """
     x = _t(x)
-    if p == 2 or p == "fro":
-        return ew.sqrt(sum(ew.mul(x, x), dim, keepdim))
     if p == 1:
         return sum(ew.abs(x), dim, keepdim)
     if p == float("inf"):
         return amax(ew.abs(x), dim, keepdim)
-    return ew.pow(sum(ew.pow(ew.abs(x), p), dim, keepdim), 1.0 / p)
+    if p == 2 or p == "fro":
+        s = sum(ew.mul(x, x), dim, keepdim)
+    else:
+        s = sum(ew.pow(ew.abs(x), p), dim, keepdim)
+    zero = ew.eq(s, 0)
+    safe = ew.where(zero, 1, s)
+    root = ew.sqrt(safe) if p == 2 or p == "fro" else ew.pow(safe, 1.0 / p)
+    return ew.where(zero, 0, root)
 
 
 def amax(x, dim=None, keepdim=False) -> Tensor:
@@ -207,7 +215,8 @@ def amin(x, dim=None, keepdim=False) -> Tensor:
 def prod(x, dim=None, keepdim=False) -> Tensor:
     """Product over ``dim``; exact gradients also where elements are zero."""
     x = _t(x)
-    return bind(P_prod, x, axis=norm_axis(dim, x.ndim, "prod"), keepdims=bool(keepdim))
+    axis = dim if isinstance(dim, tuple) else norm_axis(dim, x.ndim, "prod")
+    return bind(P_prod, x, axis=axis, keepdims=bool(keepdim))
 
 
 def _single_axis(x, dim, op):
@@ -239,6 +248,9 @@ def _minmax(x, dim, keepdim, other, arg, extreme, pairwise):
         return pairwise(x, other)
     if dim is None:
         return extreme(x)
+    if x.ndim == 0:
+        norm_axis(dim, 0, "max")
+        return MinMax(x, Tensor(np.zeros((), np.int64)))
     from .movement import gather, squeeze
     idx = arg(x, dim, keepdim=True)
     values = gather(x, dim, idx)
