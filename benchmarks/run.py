@@ -1,31 +1,25 @@
-"""chainrule vs PyTorch CPU eager, measured in the same run.
+"""chainrule vs PyTorch CPU eager, measured in the same run (`make bench`).
 
-Benchmarks
-  1. Per-op overhead on tiny tensors: a chain of 100 elementwise ops on (4, 4)
-     float32 tensors, the same sequence in every framework (25 x the group
-     ``x = x * w; x = x + b; x = tanh(x); x = sin(x)``, x/w/b leaves that
-     require grad), in microseconds per op:
-       fwd+bwd      forward (recording the graph) + ``x.sum().backward()``
-       fwd (grad)   forward only, recording the graph
-       fwd no_grad  forward only, inside ``no_grad()``
-       NumPy fwd    the same chain on plain arrays (reference: the floor)
-  2. One training step of a 784-512-512-10 ReLU MLP, batch 128, float32:
-     forward, cross-entropy, backward, plain SGD (``with no_grad(): p -= lr *
-     p.grad; p.grad = None``), both frameworks from the same initial weights
-     (the first step's loss and updated weights are compared). Once with the
-     default thread counts (the target row), once with BLAS/OpenMP pinned to
-     one thread in both: on a shared 2-core VM multi-threaded BLAS stalls
-     whenever the other core is taken (steps go from ~5 ms to 100-250 ms, in
-     episodes of seconds), so the 1-thread row is the stable comparison.
+1. Per-op overhead on tiny tensors: a chain of 100 elementwise ops on (4, 4)
+   float32 tensors, the same in both frameworks (25 x ``x = sin(tanh(x * w +
+   b))``; x, w, b leaves that require grad), in us per op: ``fwd+bwd`` (forward
+   recording the graph + ``x.sum().backward()``), ``fwd (grad)`` (forward only,
+   recording), ``fwd no_grad``, and a pure NumPy forward (the floor).
+2. One step of a 784-512-512-10 ReLU MLP, batch 128, float32: forward,
+   cross-entropy, backward, SGD (``with no_grad(): p -= lr * p.grad; p.grad =
+   None``), both from the same initial weights (first-step loss and weights are
+   compared). Once with default thread counts (the target row), once with
+   BLAS/OpenMP at one thread: on a shared 2-core VM multi-threaded BLAS stalls
+   whenever the other core is taken (~5 ms steps become 100-250 ms for
+   seconds), so the 1-thread row is the stable comparison.
 
-Timing: ``time.perf_counter`` around a loop of N calls, N calibrated after a
-warm-up so one loop lasts ~0.5 s (~0.04 s with ``--quick``). Every repeat runs
-each framework in a fresh worker process (in one process PyTorch's spinning
-OpenMP threads and NumPy's OpenBLAS threads fight over the cores), alternating
-the order so the machine's drift hits both. Reported: the MEDIAN of
-``--repeats`` (default 5) and the min-max range. The GC stays on.
-``--profile`` prints cProfile tables (by tottime) of chainrule's chain and MLP
-step; ``--json PATH`` writes the results.
+Timing: ``time.perf_counter`` around N calls, N calibrated after a warm-up so a
+loop lasts ~0.5 s (0.04 s with ``--quick``). Each repeat runs each framework in
+a fresh worker process (in one process torch's spinning OpenMP threads and
+NumPy's OpenBLAS threads fight over the cores), alternating the order so drift
+hits both. Reported: the MEDIAN of ``--repeats`` (default 5) and the min-max
+range; the GC stays on. ``--profile`` adds cProfile tables (by tottime) of
+chainrule's chain and MLP step; ``--json PATH`` writes the results.
 """
 from __future__ import annotations
 

@@ -62,6 +62,8 @@ BINARY = {
     "sub": (cr.sub, np.subtract, "normal", lambda g, a, b: (g, -g)),
     "mul": (cr.mul, np.multiply, "normal", lambda g, a, b: (g * b, g * a)),
     "div": (cr.div, np.true_divide, "nonzero", lambda g, a, b: (g / b, -g * a / (b * b))),
+    "pow": (cr.pow, np.power, "normal",
+            lambda g, a, b: (g * b * a ** (b - 1), g * a ** b * np.log(a))),
     "maximum": (cr.maximum, np.maximum, "ties",
                 lambda g, a, b: (g * (_half(a > b) + 0.5 * _half(a == b)),
                                  g * (_half(b > a) + 0.5 * _half(a == b)))),
@@ -93,6 +95,8 @@ def test_binary_broadcast_forward_and_grad(name, shapes, seed, grad_a, grad_b):
     (sa, sb), out_shape = shapes.input_shapes, shapes.result_shape
     r = np.random.default_rng(seed)
     a = _values(r, sa, "ties" if kind == "ties" else "normal")
+    if name == "pow":  # a positive base keeps both derivatives real
+        a = np.abs(a) + 0.5
     b = _values(r, sb, kind)
     x = cr.tensor(a, requires_grad=grad_a)
     y = cr.tensor(b, requires_grad=grad_b)

@@ -152,7 +152,10 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean") ->
         raise IndexError(f"nll_loss: target values must be in [0, {n_cls}), got "
                          f"[{tgt[valid].min()}, {tgt[valid].max()}]")
     safe = np.where(valid, tgt, 0)
-    picked = mv.squeeze(mv.gather(logp, 1, safe[:, None]), 1)
+    if logp.ndim == 2:
+        picked = mv.getitem(logp, (np.arange(logp.shape[0]), safe))
+    else:
+        picked = mv.squeeze(mv.gather(logp, 1, safe[:, None]), 1)
     w = valid.astype(logp.dtype)
     if weight is not None:
         w = w * _f(weight).data.astype(logp.dtype)[safe]

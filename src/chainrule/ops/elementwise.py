@@ -234,6 +234,8 @@ def _where_impl(c, a, b):
         return np.where(c, a, b)
     mask = c.astype(u)
     np.negative(mask, out=mask)  # True -> all ones
+    if b.ndim == 0 and not b.view(u):  # where(c, a, +0.0): the masks of backward rules
+        return np.bitwise_and(a.view(u), mask).view(a.dtype)
     bits = np.bitwise_and(np.bitwise_xor(a.view(u), b.view(u)), mask)
     np.bitwise_xor(bits, b.view(u), out=bits)
     return bits.view(a.dtype)
