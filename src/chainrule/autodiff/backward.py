@@ -27,7 +27,8 @@ def _check_saved(node: Node) -> None:
                 f"one of the tensors needed for gradient computation has been modified by an "
                 f"in-place operation: the {'output' if i < 0 else f'input {i}'} "
                 f"({tuple(what.shape)} {what.dtype}) saved by '{node.prim.name}' is at version "
-                f"{cell[0]}, expected version {version}; it was changed by {cell[1]}. Use an "
+                f"{cell[0]}, expected version {version}; it was changed by {cell[1][0]} at "
+                f"{cell[1][1][0]}:{cell[1][1][1]}. Use an "
                 f"out-of-place op, or .clone() before changing it.")
 
 

@@ -102,14 +102,17 @@ def interpreter(interp: Interpreter):
 
 # ------------------------------------------------------------------- errors
 
-def user_site() -> str:
-    """``file:line`` of the innermost stack frame outside the chainrule package."""
+def user_frame() -> tuple:
+    """(file, line) of the innermost stack frame outside the chainrule package."""
     f = sys._getframe(1)
     while f is not None and f.f_code.co_filename.startswith(_PKG_DIR):
         f = f.f_back
-    if f is None:
-        return "<unknown>"
-    return f"{f.f_code.co_filename}:{f.f_lineno}"
+    return ("<unknown>", 0) if f is None else (f.f_code.co_filename, f.f_lineno)
+
+
+def user_site() -> str:
+    """``file:line`` of the innermost stack frame outside the chainrule package."""
+    return "%s:%d" % user_frame()
 
 
 def describe(args) -> str:

@@ -42,6 +42,8 @@ def norm_axis(axis, ndim: int, op: str = "op"):
     """Canonical axis param: None or a sorted tuple of non-negative ints."""
     if axis is None:
         return None
+    if axis.__class__ is int and 0 <= axis < ndim:
+        return (axis,)
     axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
     out = []
     for a in axes:

@@ -270,8 +270,10 @@ def _prep(name, a, b):
             b = cast(b, dt)
     if a.data.shape != b.data.shape and (a.requires_grad or b.requires_grad
                                          or _interpreters):
-        try:
-            shape = np.broadcast_shapes(a.data.shape, b.data.shape)
+        sa, sb = a.data.shape, b.data.shape
+        try:  # common case first: one shape is a suffix of the other (a bias)
+            shape = (sa if sa[len(sa) - len(sb):] == sb else sb if sb[len(sb) - len(sa):] == sa
+                     else np.broadcast_shapes(sa, sb))
         except ValueError:
             raise ValueError(f"{name}: shapes {tuple(a.shape)} and {tuple(b.shape)} cannot "
                              f"be broadcast together, at {dispatch.user_site()}") from None

@@ -14,8 +14,9 @@ _UFUNCS = {ew.add: np.add, ew.sub: np.subtract, ew.mul: np.multiply, ew.div: np.
 
 
 def _bump(x: Tensor, name: str) -> None:
-    x._version[0] += 1
-    x._version[1] = f"{name} at {dispatch.user_site()}"
+    cell = x._version
+    cell[0] += 1
+    cell[1] = (name, dispatch.user_frame())  # formatted only if an error needs it
 
 
 def _records(x, other) -> bool:

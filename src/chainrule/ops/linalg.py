@@ -33,8 +33,9 @@ def _matmul_rule(a, b):
 
 def _matmul_vjp(g, out, a, b):
     if a.ndim == 2 and b.ndim == 2:  # the common case, without reshapes
-        return (matmul(g, transpose(b, 0, 1)) if a.requires_grad else None,
-                matmul(transpose(a, 0, 1), g) if b.requires_grad else None)
+        from .movement import P_transpose
+        return (bind(P_matmul, g, bind(P_transpose, b, axes=(1, 0))) if a.requires_grad else None,
+                bind(P_matmul, bind(P_transpose, a, axes=(1, 0)), g) if b.requires_grad else None)
     a2, b2, o2 = _matmul_shapes(a.shape, b.shape)
     g2 = reshape(g, o2)
     ga = gb = None

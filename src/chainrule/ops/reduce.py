@@ -40,7 +40,7 @@ def _spread(g, x, axis, keepdims):
 
 
 def _sum_impl(x, *, axis, keepdims):
-    return np.asarray(np.sum(x, axis=axis, keepdims=keepdims))
+    return np.add.reduce(x, axis=axis, keepdims=keepdims)  # np.sum's wrapper costs ~1 us
 
 
 P_sum = defprim("sum", _sum_impl, _reduce_rule(np.sum),
@@ -67,8 +67,8 @@ def _extreme_row(name, fn):
         saves=(0,), save_out=True)
 
 
-P_amax = _extreme_row("amax", np.amax)
-P_amin = _extreme_row("amin", np.amin)
+P_amax = _extreme_row("amax", np.maximum.reduce)
+P_amin = _extreme_row("amin", np.minimum.reduce)
 
 
 def _prod_others(out, x, axis, keepdims):
@@ -91,7 +91,7 @@ def _prod_others(out, x, axis, keepdims):
 
 
 def _prod_impl(x, *, axis, keepdims):
-    return np.asarray(np.prod(x, axis=axis, keepdims=keepdims))
+    return np.multiply.reduce(x, axis=axis, keepdims=keepdims)
 
 
 P_prod = defprim("prod", _prod_impl, _reduce_rule(np.prod),
@@ -215,8 +215,7 @@ def amin(x, dim=None, keepdim=False) -> Tensor:
 def prod(x, dim=None, keepdim=False) -> Tensor:
     """Product over ``dim``; exact gradients also where elements are zero."""
     x = _t(x)
-    axis = dim if isinstance(dim, tuple) else norm_axis(dim, x.ndim, "prod")
-    return bind(P_prod, x, axis=axis, keepdims=bool(keepdim))
+    return bind(P_prod, x, axis=norm_axis(dim, x.ndim, "prod"), keepdims=bool(keepdim))
 
 
 def _single_axis(x, dim, op):

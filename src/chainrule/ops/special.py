@@ -13,44 +13,44 @@ from . import reduce as rd
 from ._util import const, norm_axis, reduced_shape, scalar
 
 
+# NumPy's overflow/invalid warnings from these kernels are silenced by the package-wide
+# filter (chainrule/__init__.py); the results below are the mathematical limits.
+
 def _shift(x, axis):
-    m = np.max(x, axis=axis, keepdims=True)
-    return m, np.where(np.isfinite(m), m, 0)
+    m = np.maximum.reduce(x, axis=axis, keepdims=True)
+    return m, (m if np.isfinite(m).all() else np.where(np.isfinite(m), m, 0))
 
 
 def _softmax_impl(x, *, axis):
     if x.size == 0:
         return x.copy()
-    with np.errstate(invalid="ignore", over="ignore"):
-        m, shift = _shift(x, axis)
-        e = np.exp(x - shift)
-        s = e / np.sum(e, axis=axis, keepdims=True)
-        top = np.isposinf(m)
-        if top.any():  # limit: mass shared by the +inf entries
-            hit = np.isposinf(x)
-            s = np.where(top, hit / np.sum(hit, axis=axis, keepdims=True), s)
+    m, shift = _shift(x, axis)
+    e = np.exp(x - shift)
+    s = e / np.add.reduce(e, axis=axis, keepdims=True)
+    top = np.isposinf(m)
+    if top.any():  # limit: mass shared by the +inf entries
+        hit = np.isposinf(x)
+        s = np.where(top, hit / np.add.reduce(hit, axis=axis, keepdims=True), s)
     return s.astype(x.dtype, copy=False)
 
 
 def _lse_impl(x, *, axis, keepdims):
     if x.size == 0:
         return np.asarray(np.logaddexp.reduce(x, axis=axis, keepdims=keepdims))
-    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        m, shift = _shift(x, axis)
-        out = np.log(np.sum(np.exp(x - shift), axis=axis, keepdims=True)) + shift
+    m, shift = _shift(x, axis)
+    out = np.log(np.add.reduce(np.exp(x - shift), axis=axis, keepdims=True)) + shift
     out = out.astype(x.dtype, copy=False)
     return out if keepdims else np.squeeze(out, axis=axis)
 
 
 def _log_softmax_impl(x, *, axis):
     lse = _lse_impl(x, axis=axis, keepdims=True)
-    with np.errstate(invalid="ignore"):
-        out = x - lse
-        top = np.isposinf(lse)
-        if top.any():
-            hit = np.isposinf(x)
-            count = np.sum(hit, axis=axis, keepdims=True)
-            out = np.where(top, np.where(hit, -np.log(count), -np.inf), out)
+    out = x - lse
+    top = np.isposinf(lse)
+    if top.any():
+        hit = np.isposinf(x)
+        count = np.add.reduce(hit, axis=axis, keepdims=True)
+        out = np.where(top, np.where(hit, -np.log(count), -np.inf), out)
     return out.astype(x.dtype, copy=False)
 
 
