@@ -148,17 +148,21 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean") ->
         raise ValueError(f"nll_loss: target shape {tgt.shape} does not match input shape "
                          f"{tuple(logp.shape)} (expected {logp.shape[:1] + logp.shape[2:]})")
     valid = tgt != ignore_index
-    if np.any(valid & ((tgt < 0) | (tgt >= n_cls))):
-        raise IndexError(f"nll_loss: target values must be in [0, {n_cls}), got "
-                         f"[{tgt[valid].min()}, {tgt[valid].max()}]")
-    safe = np.where(valid, tgt, 0)
+    all_valid = valid.all()
+    if not all_valid:
+        tgt = np.where(valid, tgt, 0)
+    if tgt.size and (tgt.min() < 0 or tgt.max() >= n_cls):
+        raise IndexError(f"nll_loss: target values must be in [0, {n_cls}) or "
+                         f"{ignore_index} (ignore_index), got [{tgt.min()}, {tgt.max()}]")
     if logp.ndim == 2:
-        picked = mv.getitem(logp, (np.arange(logp.shape[0]), safe))
+        picked = mv.getitem(logp, (np.arange(logp.shape[0]), tgt))
     else:
-        picked = mv.squeeze(mv.gather(logp, 1, safe[:, None]), 1)
+        picked = mv.squeeze(mv.gather(logp, 1, tgt[:, None]), 1)
+    if all_valid and weight is None:  # the common case: a plain mean of -log p
+        return _reduce(ew.neg(picked), reduction, "nll_loss")
     w = valid.astype(logp.dtype)
     if weight is not None:
-        w = w * _f(weight).data.astype(logp.dtype)[safe]
+        w = w * _f(weight).data.astype(logp.dtype)[tgt]
     loss = ew.neg(ew.mul(picked, const(w)))
     if reduction == "mean":
         return ew.div(rd.sum(loss), float(w.sum()))

@@ -157,7 +157,8 @@ def mean(x, dim=None, keepdim=False, *, axis=None, keepdims=None) -> Tensor:
         x = ew.cast(x, backend.float64)
     axes = _axis(x, dim, axis, "mean")
     s = bind(P_sum, x, axis=axes, keepdims=bool(keepdim if keepdims is None else keepdims))
-    return ew.div(s, _count(x, axes))
+    n = _count(x, axes)
+    return ew.mul(s, 1.0 / n) if n else ew.div(s, n)  # a multiply: one op in backward
 
 
 def var(x, dim=None, keepdim=False, *, correction=1, unbiased=None, axis=None,
