@@ -304,3 +304,31 @@ def test_shape_mismatch_names_op_shapes_and_line():
 def test_backward_on_tensor_without_grad():
     with pytest.raises(RuntimeError, match="does not require grad"):
         cr.ones(2).sum().backward()
+
+
+def test_interpreter_stack_sees_every_primitive():
+    from chainrule.core import dispatch
+
+    class Recorder(dispatch.Interpreter):
+        """Logs each primitive, then evaluates it with the interpreters below."""
+
+        def __init__(self):
+            self.names = []
+
+        def process(self, prim, args, params):
+            self.names.append(prim.name)
+            top = dispatch._interpreters.pop()
+            try:
+                return dispatch.bind(prim, *args, **params)
+            finally:
+                dispatch._interpreters.append(top)
+
+    x = t64(2, 3)
+    w = t64(3, 4, seed=1)
+    rec = Recorder()
+    with dispatch.interpreter(rec):
+        y = cr.softmax(x @ w, -1).sum()
+    assert rec.names == ["matmul", "softmax", "sum"]
+    y.backward()
+    np.testing.assert_allclose(w.grad.data, np.zeros((3, 4)), atol=1e-12)  # rows sum to 1
+    assert not dispatch._interpreters

@@ -242,13 +242,9 @@ def test_incompatible_where_values_raise(requires_grad, shapes):
     _check_message(str(exc.value), "where", sa, sb)
 
 
-@pytest.mark.parametrize("requires_grad", [
-    False,
-    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason=(
-        "where(c, a, b) with a/b requiring grad and a condition that does not broadcast "
-        "with them: the raw NumPy error from np.broadcast_shapes escapes ('shape mismatch: "
-        "objects cannot be broadcast to a single shape...'), it does not name 'where'"))),
-], ids=["nograd", "grad"])
+# regression: with a/b requiring grad, the raw NumPy error of np.broadcast_shapes escaped
+# (it did not name 'where'); fixed since
+@pytest.mark.parametrize("requires_grad", [False, True], ids=["nograd", "grad"])
 @SETTINGS
 @given(shapes=incompatible_shapes())
 def test_incompatible_where_condition_raise(requires_grad, shapes):
