@@ -172,7 +172,7 @@ case("softplus_large", cr.softplus, F.softplus, uniform(-40.0, 40.0, 20),
      rtol=1e-8, atol=1e-8)  # torch switches to x above threshold=20: differs by ~exp(-20)
 case("softplus_threshold", lambda x: cr.softplus(x, threshold=5.0),
      lambda x: F.softplus(x, threshold=5.0), uniform(-10.0, 10.0, 20),
-     xfail="softplus(x, beta, threshold) accepts threshold but ignores it (always the exact "
+     regression="softplus(x, beta, threshold) accepts threshold but ignores it (always the exact "
            "formula); PyTorch returns x where beta * x > threshold, so results differ by "
            "log1p(exp(-beta x)) ~ 7e-3 at threshold=5")
 case("sigmoid_extreme", cr.sigmoid, torch.sigmoid, fixed([-800.0, -40.0, 0.0, 40.0, 800.0]))
@@ -387,18 +387,18 @@ same("method.norm", lambda x: x.norm(2, 1), normal(3, 4), rtol=1e-9)
 case("norm_p-1", lambda x: cr.norm(x, -1), lambda x: torch.linalg.vector_norm(x, -1),
      normal(5), rtol=1e-9)
 case("norm_p-inf", lambda x: cr.norm(x, -INF), lambda x: torch.linalg.vector_norm(x, -INF),
-     normal(5), xfail="norm(x, p=-inf) is silently wrong (1.0 via the generic "
+     normal(5), regression="norm(x, p=-inf) is silently wrong (1.0 via the generic "
                       "sum(|x|**p)**(1/p) formula: |x|**-inf = 0, 0**-0.0 = 1); PyTorch returns "
                       "min |x|")
 case("norm_p0", lambda x: cr.norm(x, 0), lambda x: torch.linalg.vector_norm(x, 0),
-     fixed([0.0, 1.5, -2.0, 0.0]), xfail="norm(x, p=0) raises ZeroDivisionError (1.0 / p); "
+     fixed([0.0, 1.5, -2.0, 0.0]), regression="norm(x, p=0) raises ZeroDivisionError (1.0 / p); "
                                          "PyTorch counts the non-zero elements (gradient 0)")
 case("std_constant", cr.std, torch.std, fixed([1.0, 1.0, 1.0]),
-     xfail="std of a constant input (zero variance) has a nan gradient (0 / sqrt(0)); "
+     regression="std of a constant input (zero variance) has a nan gradient (0 / sqrt(0)); "
            "PyTorch masks it to 0, as chainrule now does for norm at the zero vector")
 case("std_constant_row", lambda x: cr.std(x, 1), lambda x: torch.std(x, 1),
      fixed([[1.0, 1.0, 1.0], [0.0, 1.0, 3.0]]),
-     xfail="std over a slice with zero variance: nan gradient for that slice (PyTorch: 0)")
+     regression="std over a slice with zero variance: nan gradient for that slice (PyTorch: 0)")
 
 # max/min over everything: ties share the gradient (evenly_distribute_backward in torch)
 case("max()_ties", cr.max, torch.max, ints(-2, 2, 3, 4))
@@ -612,7 +612,7 @@ same("getitem[:,tensor_idx]", lambda x, i: x[:, i], normal(4, 5), index(5, 2, 3)
 same("getitem_chain", lambda x: x[1:][:, [0, 0]][::2], normal(5, 3))
 same("getitem[[-1,0,-1]]", lambda x: x[[-1, 0, -1]], normal(4, 5))
 same("getitem[[]]", lambda x: x[[]], normal(4, 5),
-     xfail="indexing with an empty list x[[]] raises IndexError ('index arrays must be "
+     regression="indexing with an empty list x[[]] raises IndexError ('index arrays must be "
            "integer or boolean, got float64': np.asarray([]) is float64); NumPy and PyTorch "
            "return an empty (0, 5) selection")
 same("getitem[[True,False,True,True]]", lambda x: x[[True, False, True, True]], normal(4, 5))
@@ -687,18 +687,27 @@ def _view_then_assign(view):
     return fn
 
 
-_STALE_VIEW = ("a view taken before y[idx] = v sees the new values (it shares memory) but "
-               "keeps its old graph node: its gradient goes to the old base (x) instead of v; "
-               "silently wrong gradients (PyTorch rebases the view's grad_fn)")
-same("setitem_after_view[row]", _view_then_assign(lambda y: y[0]), normal(3, 4), normal(4),
-     xfail=_STALE_VIEW)
-same("setitem_after_view[reshape]", _view_then_assign(lambda y: y.reshape(-1)), normal(3, 4),
-     normal(4), xfail=_STALE_VIEW)
-same("setitem_after_view[T]", _view_then_assign(lambda y: y.T), normal(3, 4), normal(4),
-     xfail=_STALE_VIEW)
-same("setitem_after_view[0d]", _view_then_assign(lambda y: y[0]), normal(3), normal(),
-     xfail="a 0-d 'view' y[0] of a 1-d tensor is a copy (NumPy returns a scalar), so after "
-           "y[0] = v it keeps the old value and gradient; PyTorch's view reads v")
+@pytest.mark.parametrize("view", [lambda y: y[0], lambda y: y.reshape(-1), lambda y: y.T],
+                         ids=["row", "reshape", "T"])
+def test_view_taken_before_recorded_setitem_is_rejected(view):
+    """PyTorch rebases such a view onto the new value; chainrule refuses to use it (it would
+    otherwise send its gradient to the old value) and says how to fix the code."""
+    x = cr.tensor(np.ones((3, 4)), requires_grad=True)
+    y = x * 1
+    a = view(y)
+    y[0] = cr.tensor(np.zeros(4), requires_grad=True)
+    with pytest.raises(RuntimeError, match="view of a tensor that was changed in place.*Take "
+                                           "the view again"):
+        a * 3
+    b = view(y)  # taken again: fine
+    assert (b * 3).requires_grad
+
+
+def test_0d_getitem_is_a_view():
+    x = cr.tensor(np.arange(3.0))
+    a = x[1]
+    x[1] = 7.0
+    assert a.item() == 7.0
 
 
 def _getitem_iadd(x, v):
@@ -911,7 +920,7 @@ case("cross_entropy_1d_smoothing(none)",
      lambda x, t: cr.cross_entropy(x, t, reduction="none", label_smoothing=0.1),
      lambda x, t: F.cross_entropy(x, t, reduction="none", label_smoothing=0.1), normal(_C),
      fixed(1, np.int64),
-     xfail="cross_entropy with an unbatched (C,) input, a 0-d target, label_smoothing > 0 and "
+     regression="cross_entropy with an unbatched (C,) input, a 0-d target, label_smoothing > 0 and "
            "reduction='none' returns shape (1,) (the smoothing term keeps the added batch "
            "dim); PyTorch returns a 0-d tensor")
 case("cross_entropy_1d_smoothing(mean)",
@@ -1144,19 +1153,8 @@ def test_second_order(name, crf, thf, gen):
         _close(an, bn, 1e-9, 1e-11, f"second grad {i}")
 
 
-_STRONG_ZERO = (
-    "strong zeros break second order: vjp rules written as g * where(g == 0, 0, d) (exp, "
-    "expm1, pow) or g / where(g == 0, 1, d) (log, log1p, sqrt, div) are not linear in the "
-    "cotangent g, so where g is exactly 0 but depends on the inputs, d(vjp)/dg is 0 (or "
-    "1/1) instead of d: d2(y * exp(x))/dxdy at y = 0 gives 0, PyTorch exp(x)")
-
-
-def _zero_cot(op_id):
-    return pytest.mark.xfail(strict=True, reason=_STRONG_ZERO) if op_id in (
-        "exp", "expm1", "log", "log1p", "sqrt", "rsqrt", "reciprocal", "div", "pow",
-        "x**2.5") else []
-
-
+# regression: strong zeros once made these vjp rules nonlinear in the cotangent, so the
+# mixed second derivative through an exactly-zero cotangent was 0 (fixed since)
 _ZERO_COT_OPS = [
     ("exp", cr.exp, torch.exp), ("expm1", cr.expm1, torch.expm1), ("log", cr.log, torch.log),
     ("log1p", cr.log1p, torch.log1p), ("sqrt", cr.sqrt, torch.sqrt),
@@ -1171,7 +1169,7 @@ _ZERO_COT_OPS = [
 
 
 @pytest.mark.parametrize("name,crf,thf", [
-    pytest.param(n, c, t, id=n, marks=_zero_cot(n)) for n, c, t in _ZERO_COT_OPS])
+    pytest.param(n, c, t, id=n) for n, c, t in _ZERO_COT_OPS])
 def test_mixed_second_order_through_zero_cotangent(name, crf, thf):
     """d/dy of d(sum(y * f(x)))/dx where some y are exactly 0: the cotangent reaching f is
     0 there, but its derivative with respect to y is not."""
@@ -1194,15 +1192,10 @@ def test_mixed_second_order_through_zero_cotangent(name, crf, thf):
      lambda x: F.binary_cross_entropy_with_logits(x, torch.ones_like(x), reduction="sum")),
     ("silu", cr.silu, F.silu), ("gelu", cr.gelu, F.gelu),
 ])
-def test_second_order_at_zero(name, crf, thf, request):
+def test_second_order_at_zero(name, crf, thf):
     """f''(0): softplus'' (0) = 1/4; zero logits are the usual starting point of Newton steps."""
-    if name in ("softplus", "log_sigmoid", "bce_logits"):
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "softplus is composed as maximum(x, 0) + log1p(exp(-abs(x))): at exactly x = 0 "
-            "the tie split of maximum and abs'(0) = sign(0) = 0 give the right first "
-            "derivative (1/2) but a second derivative of 0 instead of 1/4; so "
-            "softplus''(0), log_sigmoid''(0) and the Hessian of "
-            "binary_cross_entropy_with_logits at zero logits are 0")))
+    # regression: softplus composed as maximum(x, 0) + log1p(exp(-abs(x))) had
+    # softplus''(0) = 0 (so log_sigmoid'' and the BCE Hessian at zero logits); fixed since
     a = np.array([0.0, 0.0, 1.0])
     x, xt = cr.tensor(a, requires_grad=True), torch.tensor(a, requires_grad=True)
     (g,) = cr.autograd.grad(cr.sum(crf(x)), x, create_graph=True)
@@ -1213,11 +1206,8 @@ def test_second_order_at_zero(name, crf, thf, request):
     _close(h.numpy(), ht.numpy(), 1e-10, 1e-12, "second derivative")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a second backward() through a shared part of the graph raises 'Trying to backward "
-    "through the graph a second time' even when that part saved no values (x + 1.0): the "
-    "engine frees node.inputs of every visited node; PyTorch only fails when a freed saved "
-    "tensor is needed"))
+# regression: the engine freed every visited node, so a second backward through a part
+# that saved nothing (x + 1.0) raised; PyTorch only fails when freed saved values are needed
 def test_two_backwards_through_shared_add():
     a = np.array([1.0, 2.0])
     x, xt = cr.tensor(a, requires_grad=True), torch.tensor(a, requires_grad=True)

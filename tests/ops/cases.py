@@ -56,6 +56,7 @@ unary("sigmoid", lambda x: 1 / (1 + np.exp(-x)))
 unary("abs", np.abs)
 unary("sign", np.sign)
 unary("relu", lambda x: np.where(x > 0, x, 0.0))
+unary("softplus", lambda x: np.log1p(np.exp(x)))
 unary("erf", np.vectorize(math.erf, otypes=[np.float64]))
 
 BIN_SHAPES = [(), (3,), (2, 3), (0, 2)]

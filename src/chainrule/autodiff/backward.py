@@ -14,9 +14,9 @@ from ..core.dispatch import Node, InputMeta, user_site
 from ..core.tensor import Tensor, _make
 from ..ops import elementwise as ew
 
-_FREED = ("Trying to backward through the graph a second time (or to use its saved values "
-          "after they were freed). Pass retain_graph=True to the first backward() or "
-          "autograd.grad() call if you need to go through it again.")
+_FREED = ("Trying to backward through the graph a second time: the values '{}' saved for "
+          "backward were freed by the first backward. Pass retain_graph=True to the first "
+          "backward() or autograd.grad() call if you need to go through it again.")
 
 
 def _check_saved(node: Node) -> None:
@@ -94,7 +94,7 @@ def run_backward(roots, root_grads, retain_graph, create_graph, sinks=None) -> d
                     g = _visit(node, g, captured, sinks)
                 if needed is None or node in needed:
                     if node.inputs is None:
-                        raise RuntimeError(_FREED)
+                        raise RuntimeError(_FREED.format(node.prim.name))
                     _propagate(node, g, grads, leaves)
             for p in node.parents:
                 if p.__class__ is Node:
@@ -102,8 +102,8 @@ def run_backward(roots, root_grads, retain_graph, create_graph, sinks=None) -> d
                     deps[p] = left
                     if left == 0:
                         ready.append(p)
-            if not retain_graph:
-                node.inputs = node.out = None
+            if not retain_graph and node.saved:  # free saved values; nodes that saved
+                node.inputs = node.out = None       # nothing stay usable, as in PyTorch
     finally:
         dispatch._grad_enabled = prev_mode
     for leaf, g in leaves.items():

@@ -205,6 +205,8 @@ def _record(prim: Primitive, args: tuple, params: dict, out: Tensor) -> None:
     parents = []
     inputs = []
     for i, a in enumerate(args):
+        if a._base is not None and a._version[2] != a._view_epoch:
+            _stale_view(prim, a)
         parents.append(a._node if a._node is not None else (a if a.requires_grad else None))
         inputs.append(a if i in saves else InputMeta(a))
     node = Node(prim, params, tuple(inputs), tuple(parents))
@@ -218,6 +220,15 @@ def _record(prim: Primitive, args: tuple, params: dict, out: Tensor) -> None:
     if _record_hooks:
         for hook in _record_hooks:
             hook(node, args, out)
+
+
+def _stale_view(prim, a):
+    raise RuntimeError(
+        f"{prim.name}: an input ({tuple(a.shape)} {a.dtype}) is a view of a tensor that was "
+        f"changed in place with gradient recording ({a._version[1][0]} at "
+        f"{a._version[1][1][0]}:{a._version[1][1][1]}) after the view was taken, so its "
+        f"gradient would go to the old value. Take the view again after the in-place "
+        f"change, at {user_site()}")
 
 
 # Called as hook(node, args, out) after each recorded node (anomaly mode, profilers).
@@ -247,11 +258,12 @@ def bind(prim: Primitive, *args: Tensor, **params) -> Tensor:
         out.data = data
         out.requires_grad = False
         out.grad = out._node = out._hooks = out._base = None
-        out._version = [0, None]
+        out._version = [0, None, 0]
         if prim.view and data.base is not None and xp.may_share_memory(data, args[0].data):
             src = args[0]
             out._version = src._version          # views share the version counter
             out._base = src if src._base is None else src._base
+            out._view_epoch = src._version[2]
     if _grad_enabled and prim.vjp is not None:
         for a in args:
             if a.requires_grad:

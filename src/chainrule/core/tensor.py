@@ -19,8 +19,10 @@ class Tensor:
     have to; prefer ``chainrule.tensor``/``as_tensor``/``from_numpy`` in user code.
     """
 
+    # _version is [count, last in-place op, graph epoch], shared by a tensor and its views;
+    # a view also keeps _view_epoch, the epoch it was taken at (see ops/inplace.py).
     __slots__ = ("data", "requires_grad", "grad", "_node", "_version", "_hooks", "_base",
-                 "__weakref__")
+                 "_view_epoch", "__weakref__")
     __array_priority__ = 1000  # NumPy defers to our reflected operators
 
     def __init__(self, data, dtype=None, requires_grad: bool = False):
@@ -29,7 +31,7 @@ class Tensor:
         self.data = backend.asarray(data, dtype)
         self.grad = None
         self._node = None
-        self._version = [0, None]
+        self._version = [0, None, 0]
         self._hooks = None
         self._base = None
         self.requires_grad = False
@@ -281,7 +283,7 @@ def _make(data, node=None) -> Tensor:
     t.requires_grad = node is not None
     t.grad = None
     t._node = node
-    t._version = [0, None]
+    t._version = [0, None, 0]
     t._hooks = None
     t._base = None
     return t

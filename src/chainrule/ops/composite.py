@@ -51,11 +51,14 @@ clip = clamp
 
 
 def softplus(x, beta=1.0, threshold=None) -> Tensor:
-    """log(1 + exp(beta x)) / beta, exact for all inputs (no overflow, no threshold cut)."""
+    """log(1 + exp(beta x)) / beta, exact for all inputs; with ``threshold`` (PyTorch's
+    option) it returns x where beta x > threshold."""
     x = _f(x)
     bx = x if beta == 1 else ew.mul(x, beta)
-    out = ew.add(ew.maximum(bx, 0), ew.log1p(ew.exp(ew.neg(ew.abs(bx)))))
-    return out if beta == 1 else ew.div(out, beta)
+    out = ew.softplus_(bx)
+    if beta != 1:
+        out = ew.div(out, beta)
+    return out if threshold is None else ew.where(ew.gt(bx, threshold), x, out)
 
 
 def log_sigmoid(x) -> Tensor:
@@ -173,9 +176,12 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
                   label_smoothing=0.0) -> Tensor:
     """Softmax cross-entropy from logits (N, C, ...), with class-index or probability
     targets, class weights, ``ignore_index`` and label smoothing, as PyTorch."""
-    x = _f(input)
-    logp = sp.log_softmax(x, 1 if x.ndim > 1 else 0)
-    tgt = _f(target)
+    x, tgt = _f(input), _f(target)
+    if x.ndim == 1:  # unbatched (C,): a batch of one, squeezed back for 'none'
+        loss = cross_entropy(mv.unsqueeze(x, 0), mv.unsqueeze(tgt, 0), weight, ignore_index,
+                             reduction, label_smoothing)
+        return mv.squeeze(loss, 0) if reduction == "none" else loss
+    logp = sp.log_softmax(x, 1)
     if tgt.dtype.kind == "f":  # class probabilities
         _same_shape(x, tgt, "cross_entropy")
         n_cls = x.shape[1 if x.ndim > 1 else 0]

@@ -2,7 +2,7 @@
 
 Rules whose local derivative can be infinite (log at 0, sqrt at 0, exp overflow,
 division by 0, pow) use *strong zeros*: where the incoming cotangent is exactly
-0 the input gets exactly 0, never ``0 * inf = nan``. This is what keeps the
+0 the input gets exactly 0, never ``0 * inf = nan`` (see ``_strong``). This is what keeps the
 gradient of ``where(c, a, b)`` free of NaN/Inf from the branch it did not select.
 """
 from __future__ import annotations
@@ -34,14 +34,23 @@ def _one(x):
     return scalar(1, x.dtype)
 
 
-def _strong(g, d):
-    """``d`` where ``g != 0`` and 0 where ``g == 0``: multiply by it for strong zeros."""
-    return where(eq(g, _zero(g)), _zero(d), d)
+def _strong(p, g):
+    """``p`` (= g * d or g / d) with 0 wherever it is nan because g == 0 (0 * inf, 0 / 0).
+
+    Still linear in ``g`` wherever the local derivative is finite, so second
+    derivatives taken through the cotangent stay exact.
+    """
+    return where(logical_and(isnan(p), eq(g, _zero(g))), _zero(p), p)
 
 
-def _strong_den(g, d):
-    """A denominator that is 1 where ``g == 0``: divide by it for strong zeros."""
-    return where(eq(g, _zero(g)), _one(d), d)
+def _smul(g, d):
+    """g * d with strong zeros."""
+    return _strong(mul(g, d), g)
+
+
+def _sdiv(g, d):
+    """g / d with strong zeros."""
+    return _strong(div(g, d), g)
 
 
 def _mask(cond, g):
@@ -71,19 +80,19 @@ P_neg = _unary("neg", np.negative,
                lambda g, out, x: (neg(g),),
                lambda t, out, x: neg(t[0]))
 P_exp = _unary("exp", np.exp,
-               lambda g, out, x: (mul(g, _strong(g, out)),),
+               lambda g, out, x: (_smul(g, out),),
                lambda t, out, x: mul(t[0], out), save_out=True)
 P_log = _unary("log", np.log,
-               lambda g, out, x: (div(g, _strong_den(g, x)),),
+               lambda g, out, x: (_sdiv(g, x),),
                lambda t, out, x: div(t[0], x), saves=(0,))
 P_log1p = _unary("log1p", np.log1p,
-                 lambda g, out, x: (div(g, _strong_den(g, add(x, 1))),),
+                 lambda g, out, x: (_sdiv(g, add(x, 1)),),
                  lambda t, out, x: div(t[0], add(x, 1)), saves=(0,))
 P_expm1 = _unary("expm1", np.expm1,
-                 lambda g, out, x: (mul(g, _strong(g, add(out, 1))),),
+                 lambda g, out, x: (_smul(g, add(out, 1)),),
                  lambda t, out, x: mul(t[0], add(out, 1)), save_out=True)
 P_sqrt = _unary("sqrt", np.sqrt,
-                lambda g, out, x: (div(g, _strong_den(g, mul(out, 2))),),
+                lambda g, out, x: (_sdiv(g, mul(out, 2)),),
                 lambda t, out, x: div(t[0], mul(out, 2)), save_out=True)
 P_sin = _unary("sin", np.sin,
                lambda g, out, x: (mul(g, cos(x)),),
@@ -97,6 +106,11 @@ P_tanh = _unary("tanh", np.tanh,
 P_sigmoid = _unary("sigmoid", _sigmoid_impl,
                    lambda g, out, x: (mul(g, mul(out, sub(_one(out), out))),),
                    lambda t, out, x: mul(t[0], mul(out, sub(_one(out), out))), save_out=True)
+P_softplus = _unary("softplus",  # own row: exact for all x, and softplus'' = sigmoid' at 0
+                    lambda x: (np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))).astype(
+                        x.dtype, copy=False),
+                    lambda g, out, x: (mul(g, sigmoid(x)),),
+                    lambda t, out, x: mul(t[0], sigmoid(x)), saves=(0,))
 P_abs = _unary("abs", np.abs,
                lambda g, out, x: (mul(g, sign(x)),),
                lambda t, out, x: mul(t[0], sign(x)), saves=(0,))
@@ -133,8 +147,8 @@ def _rg(x):
 
 
 def _div_vjp(g, out, a, b):
-    ga = div(g, _strong_den(g, b))
-    return ga, (neg(mul(ga, _strong(g, out))) if _rg(b) else None)
+    ga = _sdiv(g, b)
+    return ga, (neg(_smul(ga, out)) if _rg(b) else None)
 
 
 def _dpow_da(a, b):
@@ -143,12 +157,12 @@ def _dpow_da(a, b):
 
 
 def _pow_vjp(g, out, a, b):
-    ga = mul(g, _strong(g, _dpow_da(a, b))) if _rg(a) else None
+    ga = _smul(g, _dpow_da(a, b)) if _rg(a) else None
     gb = None
     if _rg(b):
         zero_base = eq(a, 0)
         dlog = mul(out, log(where(zero_base, scalar(1, a.dtype), a)))
-        gb = mul(g, _strong(g, where(logical_and(zero_base, ge(b, 0)), _zero(out), dlog)))
+        gb = _smul(g, where(logical_and(zero_base, ge(b, 0)), _zero(out), dlog))
     return ga, gb
 
 
@@ -332,6 +346,7 @@ sigmoid = _unary_op(P_sigmoid)
 abs = _unary_op(P_abs)
 sign = _unary_op(P_sign)
 relu = _unary_op(P_relu)
+softplus_ = _unary_op(P_softplus)
 erf = _unary_op(P_erf)
 negative = neg
 

@@ -56,6 +56,7 @@ def inplace(x: Tensor, fn, other, name: str) -> Tensor:
         _write(x, res, name)
         x._node = res._node
         x.requires_grad = res.requires_grad
+        x._version[2] += 1  # views taken before now hang off the old node: stale
     else:
         ufunc = _UFUNCS.get(fn)
         if ufunc is not None and not dispatch._interpreters:

@@ -93,7 +93,7 @@ def norm_index(index) -> tuple:
         elif isinstance(i, (int, np.integer)):
             i = int(i)
         elif isinstance(i, (list, range)):
-            i = np.asarray(i)
+            i = np.asarray(i) if len(i) else np.zeros(0, np.int64)
         if isinstance(i, np.ndarray):
             if i.dtype.kind not in "iub":
                 raise IndexError(f"index arrays must be integer or boolean, got {i.dtype}")
@@ -107,7 +107,13 @@ def _getitem_rule(x, *, index):
     return np.empty(x.shape, dtype=bool)[index].shape, x.dtype
 
 
-P_getitem = defprim("getitem", lambda x, *, index: x[index], _getitem_rule,
+def _getitem_impl(x, *, index):
+    if _is_basic(index) and not any(i is Ellipsis for i in index):
+        index = index + (Ellipsis,)  # x[0] of a 1-d array: a 0-d view, not a scalar copy
+    return x[index]
+
+
+P_getitem = defprim("getitem", _getitem_impl, _getitem_rule,
                     lambda g, out, x, *, index: (index_add(g, index, x.shape),),
                     lambda t, out, x, *, index: getitem(t[0], index), view=True)
 

@@ -176,12 +176,19 @@ def var(x, dim=None, keepdim=False, *, correction=1, unbiased=None, axis=None,
 def std(x, dim=None, keepdim=False, *, correction=1, unbiased=None, axis=None,
         keepdims=None) -> Tensor:
     """Standard deviation: ``sqrt(var(...))``."""
-    return ew.sqrt(var(x, dim, keepdim, correction=correction, unbiased=unbiased, axis=axis,
-                       keepdims=keepdims))
+    v = var(x, dim, keepdim, correction=correction, unbiased=unbiased, axis=axis,
+            keepdims=keepdims)
+    return _safe_root(v, ew.sqrt)
+
+
+def _safe_root(s, root):
+    """root(s), with a zero (not nan) gradient where s == 0: the double-where trick."""
+    zero = ew.eq(s, 0)
+    return ew.where(zero, 0, root(ew.where(zero, 1, s)))
 
 
 def norm(x, p=2, dim=None, keepdim=False) -> Tensor:
-    """Vector p-norm over ``dim`` (all elements when None): p = 2, 1, inf or any float.
+    """Vector p-norm over ``dim`` (all elements when None): p = 2, 1, 0, ±inf or any float.
 
     The gradient at an all-zero slice is 0 (as in PyTorch), not nan: the root is taken
     of a sum that is replaced by 1 where it is 0 (the double-where trick).
@@ -191,14 +198,13 @@ def norm(x, p=2, dim=None, keepdim=False) -> Tensor:
         return sum(ew.abs(x), dim, keepdim)
     if p == float("inf"):
         return amax(ew.abs(x), dim, keepdim)
+    if p == float("-inf"):
+        return amin(ew.abs(x), dim, keepdim)
+    if p == 0:  # the number of non-zeros; its gradient is zero (sign has a zero vjp)
+        return sum(ew.sign(ew.abs(x)), dim, keepdim)
     if p == 2 or p == "fro":
-        s = sum(ew.mul(x, x), dim, keepdim)
-    else:
-        s = sum(ew.pow(ew.abs(x), p), dim, keepdim)
-    zero = ew.eq(s, 0)
-    safe = ew.where(zero, 1, s)
-    root = ew.sqrt(safe) if p == 2 or p == "fro" else ew.pow(safe, 1.0 / p)
-    return ew.where(zero, 0, root)
+        return _safe_root(sum(ew.mul(x, x), dim, keepdim), ew.sqrt)
+    return _safe_root(sum(ew.pow(ew.abs(x), p), dim, keepdim), lambda s: ew.pow(s, 1.0 / p))
 
 
 def amax(x, dim=None, keepdim=False) -> Tensor:
