@@ -332,3 +332,19 @@ def test_interpreter_stack_sees_every_primitive():
     y.backward()
     np.testing.assert_allclose(w.grad.data, np.zeros((3, 4)), atol=1e-12)  # rows sum to 1
     assert not dispatch._interpreters
+
+
+def test_set_grad_enabled_as_function_and_decorator():
+    x = t64(2)
+
+    @cr.set_grad_enabled(False)
+    def f(v):
+        return v * 2
+    assert cr.is_grad_enabled()  # decorating switches nothing
+    assert not f(x).requires_grad and cr.is_grad_enabled()
+    cr.set_grad_enabled(False)
+    try:
+        assert not (x * 2).requires_grad
+    finally:
+        cr.set_grad_enabled(True)
+    assert (x * 2).requires_grad

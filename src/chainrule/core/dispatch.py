@@ -9,6 +9,7 @@ once, for every interpreter.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
 
@@ -27,11 +28,9 @@ def is_grad_enabled() -> bool:
     return _grad_enabled
 
 
-class set_grad_enabled(contextlib.ContextDecorator):
-    """Turn gradient recording on or off; a context manager and a decorator.
-
-    As a plain call (``set_grad_enabled(False)``) it switches the mode at once.
-    """
+class set_grad_enabled:
+    """Turn gradient recording on or off: at once when called, or as a context manager
+    (restored on exit), or as a decorator (for each call of the function)."""
 
     def __init__(self, mode: bool):
         global _grad_enabled
@@ -39,10 +38,19 @@ class set_grad_enabled(contextlib.ContextDecorator):
         self.mode = bool(mode)
         _grad_enabled = self.mode
 
-    def __enter__(self):
+    def __call__(self, fn):
         global _grad_enabled
-        _grad_enabled = self.mode
-        return self
+        _grad_enabled = self.prev  # decorating switches nothing
+        mode = self.mode
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with set_grad_enabled(mode):
+                return fn(*args, **kwargs)
+        return wrapper
+
+    def __enter__(self):
+        return self  # already switched by __init__
 
     def __exit__(self, *exc):
         global _grad_enabled
