@@ -14,6 +14,7 @@ from ..core import dispatch
 from ..core.dispatch import _interpreters, bind
 from ..core.primitive import defprim
 from ..core.tensor import Tensor
+from ._erf import erf as _erf
 from ._util import broadcast_rule, const, scalar
 
 
@@ -67,9 +68,6 @@ def _sigmoid_impl(x):
     return np.where(x >= 0, r, e * r).astype(x.dtype, copy=False)
 
 
-def _erf_impl(x):
-    from ._erf import erf as _erf
-    return _erf(x)
 
 
 _TWO_OVER_SQRT_PI = float(2.0 / np.sqrt(np.pi))  # a Python float: weak in promotion
@@ -120,7 +118,7 @@ P_sign = _unary("sign", np.sign,
 P_relu = _unary("relu", lambda x: np.maximum(x, 0),
                 lambda g, out, x: (_mask(gt(out, 0), g),),
                 lambda t, out, x: _mask(gt(out, 0), t[0]), save_out=True)
-P_erf = _unary("erf", _erf_impl,
+P_erf = _unary("erf", _erf,
                lambda g, out, x: (mul(g, mul(exp(neg(mul(x, x))), _TWO_OVER_SQRT_PI)),),
                lambda t, out, x: mul(t[0], mul(exp(neg(mul(x, x))), _TWO_OVER_SQRT_PI)),
                saves=(0,))
@@ -291,11 +289,10 @@ def _prep(name, a, b):
         except ValueError:
             raise ValueError(f"{name}: shapes {tuple(a.shape)} and {tuple(b.shape)} cannot "
                              f"be broadcast together, at {dispatch.user_site()}") from None
-        from .movement import broadcast_to
         if a.data.shape != shape:
-            a = broadcast_to(a, shape)
+            a = mv.broadcast_to(a, shape)
         if b.data.shape != shape:
-            b = broadcast_to(b, shape)
+            b = mv.broadcast_to(b, shape)
     return a, b
 
 
@@ -400,6 +397,7 @@ def where(condition, a, b) -> Tensor:
                              f"with values of shape {tuple(a.shape)}, at "
                              f"{dispatch.user_site()}") from None
         if a.data.shape != shape:
-            from .movement import broadcast_to
-            a, b = broadcast_to(a, shape), broadcast_to(b, shape)
+            a, b = mv.broadcast_to(a, shape), mv.broadcast_to(b, shape)
     return bind(P_where, c, a, b)
+
+from . import movement as mv  # noqa: E402  (movement's rules use this module's ops)

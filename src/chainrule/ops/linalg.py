@@ -11,7 +11,9 @@ from ..core.primitive import defprim
 from ..core.tensor import Tensor
 from . import elementwise as ew
 from ._util import const
-from .movement import reshape, sum_to, transpose
+from . import reduce as rd
+from .creation import eye
+from .movement import P_transpose, broadcast_to, reshape, sum_to, transpose
 
 
 def _matmul_shapes(a_shape, b_shape):
@@ -33,7 +35,6 @@ def _matmul_rule(a, b):
 
 def _matmul_vjp(g, out, a, b):
     if a.ndim == 2 and b.ndim == 2:  # the common case, without reshapes
-        from .movement import P_transpose
         return (bind(P_matmul, g, bind(P_transpose, b, axes=(1, 0))) if a.requires_grad else None,
                 bind(P_matmul, bind(P_transpose, a, axes=(1, 0)), g) if b.requires_grad else None)
     a2, b2, o2 = _matmul_shapes(a.shape, b.shape)
@@ -119,8 +120,6 @@ def _einsum_vjp(g, out, *xs, equation):
     identity matrix; letters summed inside operand i alone are broadcast back; size-1
     dims that were broadcast are summed back.
     """
-    from .creation import eye
-    from .movement import broadcast_to
     lhs, res = equation.split("->")
     terms = lhs.split(",")
     size = {c: n for t, x in zip(terms, xs) for c, n in zip(t, x.shape) if n != 1}
@@ -148,10 +147,9 @@ def _einsum_vjp(g, out, *xs, equation):
             gi = reshape(gi, tuple(gi.shape[kept.index(c)] if c in avail else 1
                                    for c in renamed))
         if gi.shape != x.shape:
-            from .reduce import sum as _sum
             ones = tuple(k for k, n in enumerate(x.shape) if n == 1 and gi.shape[k] != 1)
             if ones:
-                gi = _sum(gi, ones, keepdim=True)
+                gi = rd.sum(gi, ones, keepdim=True)
             gi = broadcast_to(gi, x.shape)
         grads.append(gi)
     return tuple(grads)

@@ -35,15 +35,14 @@ P_transpose = defprim("transpose", lambda x, *, axes: np.transpose(x, axes),
 
 def sum_to(g: Tensor, shape: tuple) -> Tensor:
     """Sum ``g`` down to ``shape`` (the transpose of broadcasting ``shape`` to g.shape)."""
-    from .reduce import P_sum
     shape = tuple(shape)
     if g.shape == shape:
         return g
     lead = g.ndim - len(shape)
     ones = tuple(i + lead for i, s in enumerate(shape) if s == 1 and g.shape[i + lead] != 1)
     if not ones:  # only leading dims were added (a bias): one reduction, no reshape
-        return bind(P_sum, g, axis=tuple(range(lead)), keepdims=False)
-    out = bind(P_sum, g, axis=tuple(range(lead)) + ones, keepdims=True)
+        return bind(rd.P_sum, g, axis=tuple(range(lead)), keepdims=False)
+    out = bind(rd.P_sum, g, axis=tuple(range(lead)) + ones, keepdims=True)
     return reshape(out, shape)
 
 
@@ -436,3 +435,5 @@ def one_hot(index, num_classes=-1) -> Tensor:
         raise ValueError(f"one_hot: class values must be in [0, {n}), got range "
                          f"[{idx.min()}, {idx.max()}]")
     return Tensor(np.eye(n, dtype=backend.int64)[idx])
+
+from . import reduce as rd  # noqa: E402  (reduce's rules use this module's ops)

@@ -26,17 +26,15 @@ def _keep(g, x_ndim, axis, keepdims):
     """``g`` reshaped so the reduced axes are present with size 1."""
     if keepdims or axis == ():
         return g
-    from .movement import reshape
     axes = range(x_ndim) if axis is None else axis
     shape = list(g.shape)
     for a in sorted(axes):
         shape.insert(a, 1)
-    return reshape(g, tuple(shape))
+    return mv.reshape(g, tuple(shape))
 
 
 def _spread(g, x, axis, keepdims):
-    from .movement import broadcast_to
-    return broadcast_to(_keep(g, x.ndim, axis, keepdims), x.shape)
+    return mv.broadcast_to(_keep(g, x.ndim, axis, keepdims), x.shape)
 
 
 def _sum_impl(x, *, axis, keepdims):
@@ -50,8 +48,7 @@ P_sum = defprim("sum", _sum_impl, _reduce_rule(np.sum),
 
 def _extreme_weights(out, x, axis, keepdims):
     """Where ``x`` attains the extreme, 1/count; elsewhere 0 (ties share equally)."""
-    from .movement import broadcast_to
-    hit = ew.cast(ew.eq(x, broadcast_to(_keep(out, x.ndim, axis, keepdims), x.shape)), x.dtype)
+    hit = ew.cast(ew.eq(x, mv.broadcast_to(_keep(out, x.ndim, axis, keepdims), x.shape)), x.dtype)
     return ew.div(hit, sum(hit, axis, True))
 
 
@@ -78,13 +75,12 @@ def _prod_others(out, x, axis, keepdims):
     the slice's only zero, else 0. Written in chainrule ops, so it is differentiable
     again (exactly, for slices with at most one zero).
     """
-    from .movement import broadcast_to
-    out_b = broadcast_to(_keep(out, x.ndim, axis, keepdims), x.shape)
+    out_b = mv.broadcast_to(_keep(out, x.ndim, axis, keepdims), x.shape)
     zero = ew.eq(x, 0)
     if not np.any(zero.data):
         return ew.div(out_b, x)
     safe = ew.where(zero, 1, x)
-    nonzeros = broadcast_to(prod(safe, axis, keepdim=True), x.shape)
+    nonzeros = mv.broadcast_to(prod(safe, axis, keepdim=True), x.shape)
     single = ew.eq(sum(ew.cast(zero, x.dtype), axis, True), 1)
     at_zero = ew.where(single, nonzeros, 0)
     return ew.where(zero, at_zero, ew.div(out_b, safe))
@@ -119,8 +115,7 @@ P_argmin = _arg_row("argmin", np.argmin)
 
 
 def _cumsum_vjp(g, out, x, *, axis):
-    from .movement import flip
-    return (flip(cumsum(flip(g, axis), axis), axis),)
+    return (mv.flip(cumsum(mv.flip(g, axis), axis), axis),)
 
 
 P_cumsum = defprim("cumsum", lambda x, *, axis: np.cumsum(x, axis=axis) if x.ndim else x.copy(),
@@ -257,11 +252,10 @@ def _minmax(x, dim, keepdim, other, arg, extreme, pairwise):
     if x.ndim == 0:
         norm_axis(dim, 0, "max")
         return MinMax(x, Tensor(np.zeros((), np.int64)))
-    from .movement import gather, squeeze
     idx = arg(x, dim, keepdim=True)
-    values = gather(x, dim, idx)
+    values = mv.gather(x, dim, idx)
     if not keepdim:
-        values, idx = squeeze(values, dim), squeeze(idx, dim)
+        values, idx = mv.squeeze(values, dim), mv.squeeze(idx, dim)
     return MinMax(values, idx)
 
 
@@ -283,3 +277,5 @@ def cumsum(x, dim=None, *, axis=None) -> Tensor:
     if d is None:
         raise TypeError("cumsum: dim is required")
     return bind(P_cumsum, x, axis=norm_axis(d, x.ndim, "cumsum")[0] if x.ndim else 0)
+
+from . import movement as mv  # noqa: E402  (movement's rules use this module's ops)
