@@ -20,3 +20,10 @@ from .movement import (broadcast_to, cat, chunk, concatenate, expand, expand_as,
 from .reduce import (amax, amin, argmax, argmin, cumsum, max, mean, min, norm, prod, std,
                      sum, var)
 from .special import log_softmax, logsumexp, softmax
+
+import types as _types
+
+# the public op namespace re-exported by chainrule: functions, not modules or internals
+__all__ = [_n for _n, _v in list(globals().items())
+           if not _n.startswith("_") and not isinstance(_v, _types.ModuleType)
+           and _n not in {"inplace", "setitem_", "fill_", "annotations"}]
