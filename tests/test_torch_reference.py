@@ -602,7 +602,8 @@ for _name, _fn, _tfn, _dom in [
     ("[::-1]", lambda x: x[::-1], lambda x: x.flip(0), normal(4, 5)),
     ("[:,::-2]", lambda x: x[:, ::-2], lambda x: x[:, torch.as_tensor(np.arange(5)[::-2].copy())],
      normal(4, 5)),
-    ("[4:1:-2]", lambda x: x[4:1:-2], lambda x: x[torch.as_tensor(_A[4:1:-2].copy())], normal(6, 2)),
+    ("[4:1:-2]", lambda x: x[4:1:-2], lambda x: x[torch.as_tensor(_A[4:1:-2].copy())],
+     normal(6, 2)),
     ("[::-1,1]", lambda x: x[::-1, 1], lambda x: x.flip(0)[:, 1], normal(6, 2)),
 ]:
     case(f"getitem{_name}", _fn, _tfn or _fn, _dom)
@@ -1188,7 +1189,8 @@ def test_mixed_second_order_through_zero_cotangent(name, crf, thf):
 @pytest.mark.parametrize("name,crf,thf", [
     ("softplus", cr.softplus, F.softplus),
     ("log_sigmoid", cr.log_sigmoid, F.logsigmoid),
-    ("bce_logits", lambda x: cr.binary_cross_entropy_with_logits(x, cr.ones_like(x), reduction="sum"),
+    ("bce_logits",
+     lambda x: cr.binary_cross_entropy_with_logits(x, cr.ones_like(x), reduction="sum"),
      lambda x: F.binary_cross_entropy_with_logits(x, torch.ones_like(x), reduction="sum")),
     ("silu", cr.silu, F.silu), ("gelu", cr.gelu, F.gelu),
 ])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core import dispatch
-from ..core.dispatch import Node, InputMeta, user_site
+from ..core.dispatch import Node, user_site
 from ..core.tensor import Tensor, _make
 from ..ops import elementwise as ew
 

@@ -15,7 +15,7 @@ import sys
 
 from ..backend import xp
 from .primitive import Primitive
-from .tensor import Tensor, _make
+from .tensor import Tensor
 
 _PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 

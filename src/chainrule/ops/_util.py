@@ -16,7 +16,8 @@ def const(value, like=None) -> Tensor:
     if like is not None and (cls is float or cls is int or cls is bool):
         dt = like.data.dtype
         kind = dt.kind
-        if not (kind == "f" or (kind in "iu" and cls is not float) or (kind == "b" and cls is bool)):
+        weak = kind == "f" or (kind in "iu" and cls is not float) or (kind == "b" and cls is bool)
+        if not weak:
             dt = backend.result_type(like.data, value)
         return scalar(value, dt)
     return _make(backend.asarray(value))

@@ -68,8 +68,6 @@ def _sigmoid_impl(x):
     return np.where(x >= 0, r, e * r).astype(x.dtype, copy=False)
 
 
-
-
 _TWO_OVER_SQRT_PI = float(2.0 / np.sqrt(np.pi))  # a Python float: weak in promotion
 
 # ------------------------------------------------------------------ unary rows

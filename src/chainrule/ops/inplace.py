@@ -64,8 +64,9 @@ def inplace(x: Tensor, fn, other, name: str) -> Tensor:
             try:
                 ufunc(x.data, o, out=x.data, casting="same_kind")
             except (TypeError, ValueError) as exc:
-                raise dispatch.error_kind(exc)(f"{name}: {exc} (tensor {tuple(x.shape)} {x.dtype}), at "
-                                f"{dispatch.user_site()}") from None
+                raise dispatch.error_kind(exc)(
+                    f"{name}: {exc} (tensor {tuple(x.shape)} {x.dtype}), at "
+                    f"{dispatch.user_site()}") from None
         else:
             _write(x, fn(x, other), name)
     _bump(x, name)

@@ -10,7 +10,7 @@ import numpy as np
 from .. import backend
 from ..core.dispatch import bind
 from ..core.primitive import defprim
-from ..core.tensor import Tensor, _make
+from ..core.tensor import Tensor
 from . import elementwise as ew
 from ._util import const, norm_axis, reduced_shape
 
