@@ -348,3 +348,24 @@ def test_set_grad_enabled_as_function_and_decorator():
     finally:
         cr.set_grad_enabled(True)
     assert (x * 2).requires_grad
+
+
+def test_inplace_on_view_of_leaf_requiring_grad_is_an_error():
+    x = t64(3, 4)
+    with pytest.raises(RuntimeError, match="leaf"):
+        x[0].add_(1)
+    with cr.no_grad():
+        x[0].add_(1)  # an update under no_grad is fine
+    assert x._version_count == 1
+
+
+def test_inplace_on_view_rebases_base_and_other_views():
+    x = t64(3, 4)
+    y = x * 1
+    row = y[1]
+    col = y[:, 2]
+    row.mul_(3)  # y[1, 2] is shared by the row and the column
+    (col * 1).sum().backward()
+    expected = np.zeros((3, 4))
+    expected[:, 2] = [1, 3, 1]
+    np.testing.assert_allclose(x.grad.data, expected)

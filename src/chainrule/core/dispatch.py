@@ -214,7 +214,7 @@ def _record(prim: Primitive, args: tuple, params: dict, out: Tensor) -> None:
     inputs = []
     for i, a in enumerate(args):
         if a._base is not None and a._version[2] != a._view_epoch:
-            _stale_view(prim, a)
+            refresh_view(a)
         parents.append(a._node if a._node is not None else (a if a.requires_grad else None))
         inputs.append(a if i in saves else InputMeta(a))
     node = Node(prim, params, tuple(inputs), tuple(parents))
@@ -230,13 +230,14 @@ def _record(prim: Primitive, args: tuple, params: dict, out: Tensor) -> None:
             hook(node, args, out)
 
 
-def _stale_view(prim, a):
-    raise RuntimeError(
-        f"{prim.name}: an input ({tuple(a.shape)} {a.dtype}) is a view of a tensor that was "
-        f"changed in place with gradient recording ({a._version[1][0]} at "
-        f"{a._version[1][1][0]}:{a._version[1][1][1]}) after the view was taken, so its "
-        f"gradient would go to the old value. Take the view again after the in-place "
-        f"change, at {user_site()}")
+def refresh_view(v: Tensor) -> None:
+    """Rebase a view whose base was changed in place while recording: its node is taken
+    again from the base's current node (PyTorch regenerates a view's grad_fn the same way)."""
+    node = v._base
+    for prim, params in v._view_steps:
+        node = bind(prim, node, **params)
+    v._node, v.requires_grad = node._node, node.requires_grad
+    v._view_epoch = v._version[2]
 
 
 # Called as hook(node, args, out) after each recorded node (anomaly mode, profilers).
@@ -270,7 +271,10 @@ def bind(prim: Primitive, *args: Tensor, **params) -> Tensor:
         if prim.view and data.base is not None and xp.may_share_memory(data, args[0].data):
             src = args[0]
             out._version = src._version          # views share the version counter
-            out._base = src if src._base is None else src._base
+            if src._base is None:
+                out._base, out._view_steps = src, ((prim, params),)
+            else:  # a view of a view: remember the whole path from the base
+                out._base, out._view_steps = src._base, src._view_steps + ((prim, params),)
             out._view_epoch = src._version[2]
     if _grad_enabled and prim.vjp is not None:
         for a in args:

@@ -20,9 +20,10 @@ class Tensor:
     """
 
     # _version is [count, last in-place op, graph epoch], shared by a tensor and its views;
-    # a view also keeps _view_epoch, the epoch it was taken at (see ops/inplace.py).
+    # a view also keeps _view_steps, the view ops (prim, params) that lead from _base to
+    # it, and _view_epoch, the epoch it was taken at (see ops/inplace.py).
     __slots__ = ("data", "requires_grad", "grad", "_node", "_version", "_hooks", "_base",
-                 "_view_epoch", "__weakref__")
+                 "_view_steps", "_view_epoch", "__weakref__")
     __array_priority__ = 1000  # NumPy defers to our reflected operators
 
     def __init__(self, data, dtype=None, requires_grad: bool = False):

@@ -29,10 +29,46 @@ def _check_target(x: Tensor, name: str) -> None:
         raise RuntimeError(f"{name}: a leaf tensor that requires grad is being used in an "
                            f"in-place operation (shape {tuple(x.shape)}); wrap the update "
                            f"in `with chainrule.no_grad():`, at {dispatch.user_site()}")
-    if x._base is not None and x._base.requires_grad:
-        raise RuntimeError(f"{name}: in-place change of a view of a tensor that requires "
-                           f"grad is not supported; use an out-of-place op, at "
-                           f"{dispatch.user_site()}")
+
+
+def _replay(base: Tensor, steps) -> Tensor:
+    """The view that ``steps`` take of ``base``, recorded like any op."""
+    for prim, params in steps:
+        base = dispatch.bind(prim, base, **params)
+    return base
+
+
+def _put(base: Tensor, steps, value: Tensor) -> Tensor:
+    """``base`` with the part that ``steps`` view replaced by ``value`` (functional)."""
+    if not steps:
+        return value
+    (prim, params), rest = steps[0], steps[1:]
+    value = _put(dispatch.bind(prim, base, **params), rest, value)
+    if prim is mv.P_getitem:
+        return mv.index_put(base, value, params["index"])
+    if prim is mv.P_reshape:
+        return mv.reshape(value, base.shape)
+    if prim is mv.P_transpose:
+        return mv.permute(value, tuple(np.argsort(params["axes"])))
+    raise RuntimeError(f"in-place change of a '{prim.name}' view is not supported")
+
+
+def _inplace_view(x: Tensor, fn, other, name: str) -> None:
+    """In-place op on a view while recording: the base is rebased onto a node that writes
+    the new values into it, and the view onto a view of that node (as PyTorch does)."""
+    base, steps = x._base, x._view_steps
+    _check_target(base, name)
+    old = _make(base.data.copy(), base._node)  # the base's old value, with its history
+    old.requires_grad = base.requires_grad
+    res = fn(_replay(old, steps), other)
+    if res.shape != x.shape:
+        _write(x, res, name)  # raises the shape error
+    new_base = _put(old, steps, ew.cast(res, x.dtype))
+    _write(base, new_base, name)
+    base._node, base.requires_grad = new_base._node, new_base.requires_grad
+    base._version[2] += 1  # other views of the base get rebased when next used
+    x._node, x.requires_grad = _replay(new_base, steps)._node, True
+    x._view_epoch = base._version[2]
 
 
 def _write(x: Tensor, res: Tensor, name: str) -> None:
@@ -48,7 +84,9 @@ def _write(x: Tensor, res: Tensor, name: str) -> None:
 
 def inplace(x: Tensor, fn, other, name: str) -> Tensor:
     """Compute ``fn(x, other)`` and store it in ``x``'s own buffer."""
-    if _records(x, other):
+    if _records(x, other) and x._base is not None:
+        _inplace_view(x, fn, other, name)
+    elif _records(x, other):
         _check_target(x, name)
         old = _make(x.data.copy(), x._node)  # the old value, for the new node to save
         old.requires_grad = x.requires_grad
