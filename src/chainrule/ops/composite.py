@@ -22,11 +22,13 @@ def _f(x):
 
 
 def square(x) -> Tensor:
+    """x * x."""
     x = _f(x)
     return ew.mul(x, x)
 
 
 def reciprocal(x) -> Tensor:
+    """1 / x."""
     return ew.div(1, _f(x))
 
 
@@ -213,9 +215,11 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
 
 
 def mse_loss(input, target, reduction="mean") -> Tensor:
+    """Mean squared error (or its sum, or per element with ``reduction="none"``)."""
     d = ew.sub(_f(input), _f(target))
     return _reduce(ew.mul(d, d), reduction, "mse_loss")
 
 
 def l1_loss(input, target, reduction="mean") -> Tensor:
+    """Mean absolute error (or its sum, or per element with ``reduction="none"``)."""
     return _reduce(ew.abs(ew.sub(_f(input), _f(target))), reduction, "l1_loss")

@@ -49,18 +49,22 @@ def from_numpy(array: np.ndarray) -> Tensor:
 
 
 def zeros(*size, dtype=None, requires_grad=False) -> Tensor:
+    """A tensor of zeros of the given size (float32 unless ``dtype``)."""
     return _finish(np.zeros(_size(size), _dt(dtype)), requires_grad)
 
 
 def ones(*size, dtype=None, requires_grad=False) -> Tensor:
+    """A tensor of ones of the given size (float32 unless ``dtype``)."""
     return _finish(np.ones(_size(size), _dt(dtype)), requires_grad)
 
 
 def empty(*size, dtype=None, requires_grad=False) -> Tensor:
+    """An uninitialized tensor of the given size."""
     return _finish(np.empty(_size(size), _dt(dtype)), requires_grad)
 
 
 def full(size, fill_value, dtype=None, requires_grad=False) -> Tensor:
+    """A tensor of ``size`` filled with ``fill_value`` (dtype from the value by default)."""
     if dtype is None:
         dtype = backend.asarray(fill_value).dtype
     return _finish(np.full(_size((size,)), fill_value, _dt(dtype)), requires_grad)
@@ -77,26 +81,32 @@ def arange(start, end=None, step=1, dtype=None, requires_grad=False) -> Tensor:
 
 
 def linspace(start, end, steps, dtype=None, requires_grad=False) -> Tensor:
+    """``steps`` evenly spaced values from start to end, both included."""
     return _finish(np.linspace(start, end, int(steps), dtype=_dt(dtype)), requires_grad)
 
 
 def eye(n, m=None, dtype=None, requires_grad=False) -> Tensor:
+    """An n x m identity matrix."""
     return _finish(np.eye(n, m, dtype=_dt(dtype)), requires_grad)
 
 
 def zeros_like(x, dtype=None, requires_grad=False) -> Tensor:
+    """Zeros with the shape (and dtype, unless given) of ``x``."""
     return _finish(np.zeros(x.shape, _dt(dtype, x.dtype)), requires_grad)
 
 
 def ones_like(x, dtype=None, requires_grad=False) -> Tensor:
+    """Ones with the shape (and dtype, unless given) of ``x``."""
     return _finish(np.ones(x.shape, _dt(dtype, x.dtype)), requires_grad)
 
 
 def empty_like(x, dtype=None, requires_grad=False) -> Tensor:
+    """Uninitialized, with the shape (and dtype, unless given) of ``x``."""
     return _finish(np.empty(x.shape, _dt(dtype, x.dtype)), requires_grad)
 
 
 def full_like(x, fill_value, dtype=None, requires_grad=False) -> Tensor:
+    """``fill_value`` with the shape (and dtype, unless given) of ``x``."""
     return _finish(np.full(x.shape, fill_value, _dt(dtype, x.dtype)), requires_grad)
 
 # ---------------------------------------------------------------- random
@@ -157,12 +167,15 @@ def randint(low, high=None, size=(), generator=None, dtype=None) -> Tensor:
 
 
 def randperm(n, generator=None) -> Tensor:
+    """A random permutation of 0..n-1 (int64)."""
     return Tensor(_rng(generator).permutation(int(n)).astype(backend.int64))
 
 
 def rand_like(x, generator=None, dtype=None) -> Tensor:
+    """Uniform samples on [0, 1) with the shape of ``x``."""
     return rand(x.shape, generator=generator, dtype=dtype or x.dtype)
 
 
 def randn_like(x, generator=None, dtype=None) -> Tensor:
+    """Standard normal samples with the shape of ``x``."""
     return randn(x.shape, generator=generator, dtype=dtype or x.dtype)

@@ -265,6 +265,7 @@ view = reshape
 
 
 def view_as(x, other) -> Tensor:
+    """``x`` reshaped to ``other``'s shape."""
     return reshape(x, other.shape)
 
 
@@ -314,6 +315,7 @@ def expand(x, *sizes) -> Tensor:
 
 
 def expand_as(x, other) -> Tensor:
+    """``x`` broadcast to ``other``'s shape."""
     return broadcast_to(x, other.shape)
 
 
