@@ -31,10 +31,6 @@ def set_default_dtype(dtype) -> None:
     _default_float[0] = dt
 
 
-def is_floating(dtype) -> bool:
-    return np.dtype(dtype).kind == "f"
-
-
 def to_dtype(dtype) -> np.dtype:
     """Normalize a dtype spec (NumPy dtype, string, Python type) to a NumPy dtype."""
     if dtype is float:

@@ -37,10 +37,6 @@ class Primitive:
         self.save_out = save_out
         self.view = view
 
-    @property
-    def differentiable(self) -> bool:
-        return self.vjp is not None
-
     def __repr__(self) -> str:
         return f"<primitive {self.name}>"
 
