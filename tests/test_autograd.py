@@ -369,3 +369,19 @@ def test_inplace_on_view_rebases_base_and_other_views():
     expected = np.zeros((3, 4))
     expected[:, 2] = [1, 3, 1]
     np.testing.assert_allclose(x.grad.data, expected)
+
+
+def test_grad_mode_is_per_thread():
+    import threading
+    x = t64(2)
+    seen = {}
+
+    def worker():
+        seen["recording"] = (x * 2).requires_grad
+
+    with cr.no_grad():
+        th = threading.Thread(target=worker)
+        th.start()
+        th.join()
+        assert not (x * 2).requires_grad
+    assert seen["recording"]  # the other thread kept recording on

@@ -83,8 +83,8 @@ def run_backward(roots, root_grads, retain_graph, create_graph, sinks=None) -> d
     needed = None if sinks is None else _needed(root_nodes, sinks)
     captured = {}
     ready = [n for n in root_nodes if n not in deps]
-    prev_mode = dispatch._grad_enabled
-    dispatch._grad_enabled = bool(create_graph)
+    prev_mode = dispatch._mode.grad
+    dispatch._mode.grad = bool(create_graph)
     try:
         while ready:
             node = ready.pop()
@@ -105,7 +105,7 @@ def run_backward(roots, root_grads, retain_graph, create_graph, sinks=None) -> d
             if not retain_graph and node.saved:  # free saved values; nodes that saved
                 node.inputs = node.out = None       # nothing stay usable, as in PyTorch
     finally:
-        dispatch._grad_enabled = prev_mode
+        dispatch._mode.grad = prev_mode
     for leaf, g in leaves.items():
         if leaf._hooks:
             for hook in leaf._hooks:
@@ -124,7 +124,7 @@ def _visit(node: Node, g: Tensor, captured: dict, sinks):
     if node.retain is not None:
         t = node.retain()
         if t is not None:
-            t.grad = g if dispatch._grad_enabled else g.detach()
+            t.grad = g if dispatch._mode.grad else g.detach()
     if sinks is not None and node in sinks:
         captured[node] = g
     return g

@@ -12,6 +12,7 @@ import contextlib
 import functools
 import os
 import sys
+import threading
 
 from ..backend import xp
 from .primitive import Primitive
@@ -21,11 +22,15 @@ _PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 # ---------------------------------------------------------------- grad mode
 
-_grad_enabled = True
+class _Mode(threading.local):
+    grad = True  # per thread, as in PyTorch: a new thread starts with recording on
+
+
+_mode = _Mode()
 
 
 def is_grad_enabled() -> bool:
-    return _grad_enabled
+    return _mode.grad
 
 
 class set_grad_enabled:
@@ -33,14 +38,12 @@ class set_grad_enabled:
     (restored on exit), or as a decorator (for each call of the function)."""
 
     def __init__(self, mode: bool):
-        global _grad_enabled
-        self.prev = _grad_enabled
+        self.prev = _mode.grad
         self.mode = bool(mode)
-        _grad_enabled = self.mode
+        _mode.grad = self.mode
 
     def __call__(self, fn):
-        global _grad_enabled
-        _grad_enabled = self.prev  # decorating switches nothing
+        _mode.grad = self.prev  # decorating switches nothing
         mode = self.mode
 
         @functools.wraps(fn)
@@ -53,8 +56,7 @@ class set_grad_enabled:
         return self  # already switched by __init__
 
     def __exit__(self, *exc):
-        global _grad_enabled
-        _grad_enabled = self.prev
+        _mode.grad = self.prev
         return False
 
 
@@ -62,14 +64,12 @@ class no_grad(contextlib.ContextDecorator):
     """Context manager and decorator: ops inside record no graph."""
 
     def __enter__(self):
-        global _grad_enabled
-        self.prev = _grad_enabled
-        _grad_enabled = False
+        self.prev = _mode.grad
+        _mode.grad = False
         return self
 
     def __exit__(self, *exc):
-        global _grad_enabled
-        _grad_enabled = self.prev
+        _mode.grad = self.prev
         return False
 
 
@@ -77,9 +77,8 @@ class enable_grad(no_grad):
     """Context manager and decorator: turn recording back on inside ``no_grad``."""
 
     def __enter__(self):
-        global _grad_enabled
-        self.prev = _grad_enabled
-        _grad_enabled = True
+        self.prev = _mode.grad
+        _mode.grad = True
         return self
 
 
@@ -276,7 +275,7 @@ def bind(prim: Primitive, *args: Tensor, **params) -> Tensor:
             else:  # a view of a view: remember the whole path from the base
                 out._base, out._view_steps = src._base, src._view_steps + ((prim, params),)
             out._view_epoch = src._version[2]
-    if _grad_enabled and prim.vjp is not None:
+    if _mode.grad and prim.vjp is not None:
         for a in args:
             if a.requires_grad:
                 _record(prim, args, params, out)

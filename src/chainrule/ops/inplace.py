@@ -20,7 +20,7 @@ def _bump(x: Tensor, name: str) -> None:
 
 
 def _records(x, other) -> bool:
-    return dispatch._grad_enabled and (
+    return dispatch._mode.grad and (
         x.requires_grad or (isinstance(other, Tensor) and other.requires_grad))
 
 
