@@ -224,9 +224,6 @@ def _record(prim: Primitive, args: tuple, params: dict, out: Tensor) -> None:
         node.saved.append((out._version, out._version[0], -1))
     out._node = node
     out.requires_grad = True
-    if _record_hooks:
-        for hook in _record_hooks:
-            hook(node, args, out)
 
 
 def refresh_view(v: Tensor) -> None:
@@ -237,10 +234,6 @@ def refresh_view(v: Tensor) -> None:
         node = bind(prim, node, **params)
     v._node, v.requires_grad = node._node, node.requires_grad
     v._view_epoch = v._version[2]
-
-
-# Called as hook(node, args, out) after each recorded node (anomaly mode, profilers).
-_record_hooks: list = []
 
 
 # --------------------------------------------------------------------- bind

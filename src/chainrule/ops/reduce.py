@@ -37,26 +37,21 @@ def _spread(g, x, axis, keepdims):
     return mv.broadcast_to(_keep(g, x.ndim, axis, keepdims), x.shape)
 
 
-def _sum_impl(x, *, axis, keepdims):
-    return np.add.reduce(x, axis=axis, keepdims=keepdims)  # np.sum's wrapper costs ~1 us
-
-
-P_sum = defprim("sum", _sum_impl, _reduce_rule(np.sum),
+# Impls call ufunc.reduce directly: np.sum/np.max add ~1 us of Python wrapper per call.
+P_sum = defprim("sum", np.add.reduce, _reduce_rule(np.sum),
                 lambda g, out, x, *, axis, keepdims: (_spread(g, x, axis, keepdims),),
                 lambda t, out, x, *, axis, keepdims: sum(t[0], axis, keepdims))
 
 
 def _extreme_weights(out, x, axis, keepdims):
     """Where ``x`` attains the extreme, 1/count; elsewhere 0 (ties share equally)."""
-    hit = ew.cast(ew.eq(x, mv.broadcast_to(_keep(out, x.ndim, axis, keepdims), x.shape)), x.dtype)
+    hit = ew.cast(ew.eq(x, _spread(out, x, axis, keepdims)), x.dtype)
     return ew.div(hit, sum(hit, axis, True))
 
 
 def _extreme_row(name, fn):
-    def impl(x, *, axis, keepdims):
-        return np.asarray(fn(x, axis=axis, keepdims=keepdims))
     return defprim(
-        name, impl, _reduce_rule(fn),
+        name, fn, _reduce_rule(fn),
         lambda g, out, x, *, axis, keepdims: (
             ew.mul(_spread(g, x, axis, keepdims), _extreme_weights(out, x, axis, keepdims)),),
         lambda t, out, x, *, axis, keepdims: sum(
@@ -75,7 +70,7 @@ def _prod_others(out, x, axis, keepdims):
     the slice's only zero, else 0. Written in chainrule ops, so it is differentiable
     again (exactly, for slices with at most one zero).
     """
-    out_b = mv.broadcast_to(_keep(out, x.ndim, axis, keepdims), x.shape)
+    out_b = _spread(out, x, axis, keepdims)
     zero = ew.eq(x, 0)
     if not np.any(zero.data):
         return ew.div(out_b, x)
@@ -86,11 +81,7 @@ def _prod_others(out, x, axis, keepdims):
     return ew.where(zero, at_zero, ew.div(out_b, safe))
 
 
-def _prod_impl(x, *, axis, keepdims):
-    return np.multiply.reduce(x, axis=axis, keepdims=keepdims)
-
-
-P_prod = defprim("prod", _prod_impl, _reduce_rule(np.prod),
+P_prod = defprim("prod", np.multiply.reduce, _reduce_rule(np.prod),
                  lambda g, out, x, *, axis, keepdims: (
                      ew.mul(_spread(g, x, axis, keepdims), _prod_others(out, x, axis, keepdims)),),
                  lambda t, out, x, *, axis, keepdims: sum(

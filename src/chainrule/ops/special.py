@@ -64,7 +64,7 @@ def _softmax_jvp(t, s, x, *, axis):
 
 def _lse_weights(out, x, axis, keepdims):
     """d lse / dx = softmax(x); 0 for slices that are all -inf (lse = -inf)."""
-    p = softmax_nd(x, axis)
+    p = bind(P_softmax, x, axis=axis)
     empty = ew.isinf(ew.minimum(rd._keep(out, x.ndim, axis, keepdims), 0))
     return ew.where(empty, scalar(0, p.dtype), p)
 
@@ -98,10 +98,6 @@ P_logsumexp = defprim("logsumexp", _lse_impl,
 def _float(x):
     x = x if isinstance(x, Tensor) else const(x)
     return x if x.dtype.kind == "f" else ew.cast(x, np.float64)
-
-
-def softmax_nd(x, axis) -> Tensor:
-    return bind(P_softmax, x, axis=axis)
 
 
 def softmax(x, dim=-1) -> Tensor:
