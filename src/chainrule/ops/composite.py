@@ -141,6 +141,15 @@ def binary_cross_entropy(input, target, weight=None, reduction="mean") -> Tensor
     return _reduce(loss, reduction, "binary_cross_entropy")
 
 
+def _target_weights(tgt, ignore_index, weight, dtype):
+    """Per-target weights: 0 where ignored, else the class weight (or 1)."""
+    valid = tgt != ignore_index
+    w = valid.astype(dtype)
+    if weight is not None:
+        w = w * _f(weight).data.astype(dtype)[np.where(valid, tgt, 0)]
+    return w
+
+
 def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean") -> Tensor:
     """Negative log-likelihood of class indices; ``input`` is (N, C, ...) log-probabilities."""
     logp = _f(input)
@@ -152,6 +161,7 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean") ->
     if tgt.shape != logp.shape[:1] + logp.shape[2:]:
         raise ValueError(f"nll_loss: target shape {tgt.shape} does not match input shape "
                          f"{tuple(logp.shape)} (expected {logp.shape[:1] + logp.shape[2:]})")
+    raw = tgt
     valid = tgt != ignore_index
     all_valid = valid.all()
     if not all_valid:
@@ -165,9 +175,7 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean") ->
         picked = mv.squeeze(mv.gather(logp, 1, tgt[:, None]), 1)
     if all_valid and weight is None:  # the common case: a plain mean of -log p
         return _reduce(ew.neg(picked), reduction, "nll_loss")
-    w = valid.astype(logp.dtype)
-    if weight is not None:
-        w = w * _f(weight).data.astype(logp.dtype)[tgt]
+    w = _target_weights(raw, ignore_index, weight, logp.dtype)
     loss = ew.neg(ew.mul(picked, const(w)))
     if reduction == "mean":
         return ew.div(rd.sum(loss), float(w.sum()))
@@ -184,30 +192,25 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
                              reduction, label_smoothing)
         return mv.squeeze(loss, 0) if reduction == "none" else loss
     logp = sp.log_softmax(x, 1)
+    n_cls = x.shape[1]
+    class_shape = (n_cls,) + (1,) * (x.ndim - 2)  # class weights broadcast over (N, C, ...)
     if tgt.dtype.kind == "f":  # class probabilities
         _same_shape(x, tgt, "cross_entropy")
-        n_cls = x.shape[1 if x.ndim > 1 else 0]
         if label_smoothing:
             tgt = ew.add(ew.mul(tgt, 1 - label_smoothing), label_smoothing / n_cls)
         terms = ew.mul(logp, tgt)
         if weight is not None:
-            shape = (n_cls,) + (1,) * (x.ndim - 2) if x.ndim > 1 else (n_cls,)
-            terms = ew.mul(terms, mv.reshape(_f(weight), shape))
-        loss = ew.neg(rd.sum(terms, 1 if x.ndim > 1 else 0))
-        return _reduce(loss, reduction, "cross_entropy")
+            terms = ew.mul(terms, mv.reshape(_f(weight), class_shape))
+        return _reduce(ew.neg(rd.sum(terms, 1)), reduction, "cross_entropy")
     nll = nll_loss(logp, tgt, weight, ignore_index, reduction)
     if not label_smoothing:
         return nll
-    n_cls = x.shape[1 if x.ndim > 1 else 0]
-    lp = logp if logp.ndim > 1 else mv.unsqueeze(logp, 0)
-    t = tgt.data if tgt.ndim else tgt.data[None]
-    valid = (t != ignore_index).astype(lp.dtype)
-    if weight is not None:
-        lp = ew.mul(lp, mv.reshape(_f(weight), (n_cls,) + (1,) * (lp.ndim - 2)))
+    t = tgt.data.astype(np.int64)
+    valid = (t != ignore_index).astype(logp.dtype)
+    lp = logp if weight is None else ew.mul(logp, mv.reshape(_f(weight), class_shape))
     smooth = ew.mul(ew.neg(rd.sum(lp, 1)), const(valid))
     if reduction == "mean":
-        denom = valid.sum() if weight is None else \
-            float((_f(weight).data[np.where(t != ignore_index, t, 0)] * valid).sum())
+        denom = _target_weights(t, ignore_index, weight, logp.dtype).sum()
         smooth = ew.div(rd.sum(smooth), float(denom))
     else:
         smooth = _reduce(smooth, reduction, "cross_entropy")
