@@ -385,3 +385,13 @@ def test_grad_mode_is_per_thread():
         th.join()
         assert not (x * 2).requires_grad
     assert seen["recording"]  # the other thread kept recording on
+
+
+def test_recorded_inplace_with_a_wider_dtype_keeps_the_tensors_dtype():
+    x = cr.ones(3, requires_grad=True)  # float32
+    y = x * 2
+    y.add_(cr.ones(3, dtype=cr.float64, requires_grad=True))
+    assert y.dtype == np.float32 and y.grad_fn.prim.name == "cast"
+    y.sum().backward()
+    assert x.grad.dtype == np.float32
+    np.testing.assert_allclose(x.grad.data, [2, 2, 2])

@@ -53,25 +53,7 @@ def _put(base: Tensor, steps, value: Tensor) -> Tensor:
     raise RuntimeError(f"in-place change of a '{prim.name}' view is not supported")
 
 
-def _inplace_view(x: Tensor, fn, other, name: str) -> None:
-    """In-place op on a view while recording: the base is rebased onto a node that writes
-    the new values into it, and the view onto a view of that node (as PyTorch does)."""
-    base, steps = x._base, x._view_steps
-    _check_target(base, name)
-    old = _make(base.data.copy(), base._node)  # the base's old value, with its history
-    old.requires_grad = base.requires_grad
-    res = fn(_replay(old, steps), other)
-    if res.shape != x.shape:
-        _write(x, res, name)  # raises the shape error
-    new_base = _put(old, steps, ew.cast(res, x.dtype))
-    _write(base, new_base, name)
-    base._node, base.requires_grad = new_base._node, new_base.requires_grad
-    base._version[2] += 1  # other views of the base get rebased when next used
-    x._node, x.requires_grad = _replay(new_base, steps)._node, True
-    x._view_epoch = base._version[2]
-
-
-def _write(x: Tensor, res: Tensor, name: str) -> None:
+def _check_result(x: Tensor, res: Tensor, name: str) -> None:
     if res.shape != x.shape:
         raise RuntimeError(f"{name}: result of shape {tuple(res.shape)} cannot be written "
                            f"in place into a tensor of shape {tuple(x.shape)}, at "
@@ -79,22 +61,32 @@ def _write(x: Tensor, res: Tensor, name: str) -> None:
     if not np.can_cast(res.dtype, x.dtype, "same_kind"):
         raise TypeError(f"{name}: result type {res.dtype} can't be cast to the in-place "
                         f"tensor's dtype {x.dtype}, at {dispatch.user_site()}")
-    np.copyto(x.data, res.data, casting="same_kind")
+
+
+def _inplace_recorded(x: Tensor, fn, other, name: str) -> None:
+    """An in-place op while recording. The new value is computed from a copy of the old
+    one (which the new node may save), written into the buffer, and the tensor is rebased
+    onto its node. On a view, the base is rebased onto a node that writes the view's
+    new values into it, and the view onto a view of that node, as PyTorch does."""
+    base, steps = (x._base, x._view_steps) if x._base is not None else (x, ())
+    _check_target(base, name)
+    old = _make(base.data.copy(), base._node)  # the base's old value, with its history
+    old.requires_grad = base.requires_grad
+    res = fn(_replay(old, steps), other)
+    _check_result(x, res, name)
+    new_base = _put(old, steps, ew.cast(res, x.dtype))
+    np.copyto(base.data, new_base.data)
+    base._node, base.requires_grad = new_base._node, new_base.requires_grad
+    base._version[2] += 1  # views taken before now get rebased when next used
+    if steps:
+        x._node, x.requires_grad = _replay(new_base, steps)._node, True
+        x._view_epoch = base._version[2]
 
 
 def inplace(x: Tensor, fn, other, name: str) -> Tensor:
     """Compute ``fn(x, other)`` and store it in ``x``'s own buffer."""
-    if _records(x, other) and x._base is not None:
-        _inplace_view(x, fn, other, name)
-    elif _records(x, other):
-        _check_target(x, name)
-        old = _make(x.data.copy(), x._node)  # the old value, for the new node to save
-        old.requires_grad = x.requires_grad
-        res = fn(old, other)
-        _write(x, res, name)
-        x._node = res._node
-        x.requires_grad = res.requires_grad
-        x._version[2] += 1  # views taken before now hang off the old node: stale
+    if _records(x, other):
+        _inplace_recorded(x, fn, other, name)
     else:
         ufunc = _UFUNCS.get(fn)
         if ufunc is not None and not dispatch._interpreters:
@@ -106,7 +98,9 @@ def inplace(x: Tensor, fn, other, name: str) -> Tensor:
                     f"{name}: {exc} (tensor {tuple(x.shape)} {x.dtype}), at "
                     f"{dispatch.user_site()}") from None
         else:
-            _write(x, fn(x, other), name)
+            res = fn(x, other)
+            _check_result(x, res, name)
+            np.copyto(x.data, res.data, casting="same_kind")
     _bump(x, name)
     return x
 
