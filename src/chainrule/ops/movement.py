@@ -13,6 +13,7 @@ from ..core.primitive import defprim
 from ..core.tensor import Tensor
 from . import elementwise as ew
 from ._util import const, norm_axis, scalar
+from .creation import zeros_like
 
 
 def _t(x):
@@ -147,7 +148,7 @@ def _index_put_vjp(g, out, x, src, *, index):
 P_index_put = defprim("index_put", _index_put_impl,
                       lambda x, src, *, index: (x.shape, x.dtype), _index_put_vjp,
                       lambda t, out, x, src, *, index: index_put(
-                          t[0] if t[0] is not None else ew.mul(x, 0),
+                          t[0] if t[0] is not None else zeros_like(x),
                           t[1] if t[1] is not None else scalar(0, x.dtype), index))
 
 
@@ -183,7 +184,7 @@ def _cat_vjp(g, out, *xs, axis):
 
 
 def _cat_jvp(t, out, *xs, axis):
-    return cat([ti if ti is not None else ew.mul(x, 0) for ti, x in zip(t, xs)], axis)
+    return cat([ti if ti is not None else zeros_like(x) for ti, x in zip(t, xs)], axis)
 
 
 def _cat_rule(*xs, axis):
