@@ -6,6 +6,9 @@
 * the jvp rule against finite differences, and against the vjp rule:
   <u, J v> == <J^T u, v>.
 """
+import importlib
+import pathlib
+
 import numpy as np
 import pytest
 
@@ -15,6 +18,10 @@ from chainrule.core.primitive import PRIMITIVES
 from chainrule.testing import gradcheck, gradgradcheck
 
 from .cases import CASES
+
+# More rows register their cases in tests/ops/cases_*.py (one file per op family).
+for _mod in sorted(pathlib.Path(__file__).parent.glob("cases_*.py")):
+    importlib.import_module(f"{__package__}.{_mod.stem}")
 
 ALL = [(n, c) for n, cs in CASES.items() for c in cs]
 IDS = [f"{n}{c!r}" for n, c in ALL]
