@@ -12,7 +12,9 @@ from .core.dispatch import enable_grad, is_grad_enabled, no_grad, set_grad_enabl
 from .core.primitive import PRIMITIVES
 from .core.tensor import Tensor, bind_methods as _bind_methods
 from .ops import *  # noqa: F401,F403  (the public op namespace)
-from . import autograd, testing  # noqa: E402
+from . import autograd, func, testing  # noqa: E402
+from .func import (grad, hessian, hvp, jacfwd, jacrev, jvp, tree_flatten, tree_map,
+                   tree_unflatten, value_and_grad, vjp)
 
 _bind_methods(_ops)
 

@@ -65,6 +65,25 @@ def _needed(roots, sinks) -> set:
     return {n for n, v in state.items() if v}
 
 
+def reaches_outside(outputs, inputs) -> bool:
+    """Whether the graph of ``outputs`` reaches a leaf that requires grad other than the
+    leaves among ``inputs`` (an input with history counts: its history is outside). Then
+    the gradients depend on tensors of an outer level, and a transform must record them
+    (``create_graph``) for that level to differentiate them."""
+    stop = {t for t in inputs if t._node is None}
+    stack = [t._node for t in outputs if isinstance(t, Tensor) and t._node is not None]
+    seen = set(stack)
+    while stack:
+        for p in stack.pop().parents:
+            if p is None or p in stop or p in seen:
+                continue
+            if p.__class__ is not Node:
+                return True  # a leaf of an outer level
+            seen.add(p)
+            stack.append(p)
+    return False
+
+
 def run_backward(roots, root_grads, retain_graph, create_graph, sinks=None) -> dict:
     """Propagate ``root_grads`` from ``roots`` to the leaves.
 

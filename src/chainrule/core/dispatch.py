@@ -94,8 +94,23 @@ class Interpreter:
     def process(self, prim: Primitive, args: tuple, params: dict) -> Tensor:  # pragma: no cover
         raise NotImplementedError
 
+    def inplace(self, x: Tensor, new: Tensor) -> None:
+        """``x`` now holds the value of ``new`` (an in-place op wrote it): interpreters that
+        keep per-tensor state (tangents) move it over."""
+
+
+def lower(interp: Interpreter, prim: Primitive, args: tuple, params: dict) -> Tensor:
+    """``bind`` one level down: with ``interp`` (the innermost interpreter) popped, so the
+    op goes to the next interpreter or runs eagerly."""
+    _interpreters.pop()
+    try:
+        return bind(prim, *args, **params)
+    finally:
+        _interpreters.append(interp)
+
 
 _interpreters: list[Interpreter] = []
+_regions: list = []  # active checkpoint regions (autodiff/checkpoint.py), innermost last
 
 
 @contextlib.contextmanager
@@ -149,10 +164,12 @@ class Node:
     (gradients accumulate into its ``.grad``) or None when it needs no gradient.
     ``inputs`` holds the saved input Tensors (placeholders carrying only shape and
     dtype for inputs the rule does not read); both are dropped after backward.
+    ``site`` is the user's (file, line) of the forward call, kept in anomaly mode;
+    ``lazy`` the checkpoint region that recomputes the saved values, if any.
     """
 
     __slots__ = ("prim", "params", "inputs", "parents", "saved", "out", "hooks", "retain",
-                 "__weakref__")
+                 "site", "lazy", "__weakref__")
 
     def __init__(self, prim, params, inputs, parents):
         self.prim = prim
@@ -163,6 +180,8 @@ class Node:
         self.out = None
         self.hooks = None
         self.retain = None
+        self.site = None
+        self.lazy = None
 
     def name(self) -> str:
         return "".join(p.capitalize() for p in self.prim.name.split("_")) + "Backward"
@@ -217,13 +236,16 @@ def _record(prim: Primitive, args: tuple, params: dict, out: Tensor) -> None:
         parents.append(a._node if a._node is not None else (a if a.requires_grad else None))
         inputs.append(a if i in saves else InputMeta(a))
     node = Node(prim, params, tuple(inputs), tuple(parents))
+    out._node = node
+    out.requires_grad = True
+    if _regions:  # inside checkpoint(): keep no values, they are recomputed in backward
+        _regions[-1].adopt(node)
+        return
     if saves:
         node.saved = [(a._version, a._version[0], i) for i, a in enumerate(args) if i in saves]
     if prim.save_out:
         node.out = out.data
         node.saved.append((out._version, out._version[0], -1))
-    out._node = node
-    out.requires_grad = True
 
 
 def refresh_view(v: Tensor) -> None:
@@ -242,6 +264,8 @@ def bind(prim: Primitive, *args: Tensor, **params) -> Tensor:
     """Apply ``prim`` to tensors: the one place every op goes through."""
     if _interpreters:
         out = _interpreters[-1].process(prim, args, params)
+        if out._node is not None:  # recorded already, by a lower bind
+            return out
     else:
         try:
             n = len(args)

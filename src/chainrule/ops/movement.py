@@ -265,6 +265,12 @@ def reshape(x, *shape) -> Tensor:
 view = reshape
 
 
+def alias(x: Tensor) -> Tensor:
+    """A new tensor for the same buffer and value, recorded as an op (a view): the
+    transforms give each level its own input this way."""
+    return bind(P_reshape, x, shape=x.shape)
+
+
 def view_as(x, other) -> Tensor:
     """``x`` reshaped to ``other``'s shape."""
     return reshape(x, other.shape)
