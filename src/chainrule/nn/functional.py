@@ -15,16 +15,15 @@ from .. import ops
 from ..core.dispatch import no_grad, user_site
 from ..core.tensor import Tensor
 from ..ops import (binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy,
-                   gelu, l1_loss, logsigmoid, mse_loss, nll_loss, one_hot, pad, sigmoid, silu,
-                   tanh)
+                   gelu, l1_loss, logsigmoid, mse_loss, nll_loss, one_hot, pad, sigmoid, tanh)
 from ..ops.creation import rand
 
 __all__ = [
     "linear", "bilinear", "relu", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu",
     "silu", "mish", "tanh", "sigmoid", "hardtanh", "hardsigmoid", "hardswish", "softplus",
     "softsign", "logsigmoid", "softmax", "log_softmax", "dropout", "dropout2d",
-    "layer_norm", "batch_norm", "embedding", "one_hot", "pad", "normalize", "mse_loss",
-    "l1_loss", "smooth_l1_loss", "huber_loss", "binary_cross_entropy",
+    "layer_norm", "group_norm", "batch_norm", "embedding", "one_hot", "pad", "normalize",
+    "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "binary_cross_entropy",
     "binary_cross_entropy_with_logits", "cross_entropy", "nll_loss", "kl_div",
 ]
 
@@ -116,6 +115,11 @@ def celu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
     def fn(x):
         return ops.where(ops.gt(x, 0), x, ops.mul(_elu(ops.div(x, alpha), 1.0), alpha))
     return _maybe_inplace(_t(input), fn, inplace, "celu_")
+
+
+def silu(input: Tensor, inplace: bool = False) -> Tensor:
+    """x * sigmoid(x)."""
+    return _maybe_inplace(_t(input), ops.silu, inplace, "silu_")
 
 
 def mish(input: Tensor, inplace: bool = False) -> Tensor:
@@ -237,6 +241,25 @@ def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None,
         out = ops.mul(out, weight)
     if bias is not None:
         out = ops.add(out, bias)
+    return out
+
+
+def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None,
+               bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+    """Normalize (N, C, *) over groups of C // num_groups channels and all positions,
+    then scale and shift per channel."""
+    x = _t(input)
+    if x.ndim < 2 or x.shape[1] % num_groups:
+        raise ValueError(f"group_norm: input {tuple(x.shape)} {x.dtype} needs (N, C, *) with "
+                         f"C divisible by num_groups={num_groups}, at {user_site()}")
+    n, c = x.shape[:2]
+    g = ops.reshape(x, (n, num_groups, -1))  # (N, G, C/G * positions)
+    out = ops.reshape(layer_norm(g, g.shape[-1:], eps=eps), x.shape)
+    shape = (1, c) + (1,) * (x.ndim - 2)
+    if weight is not None:
+        out = ops.mul(out, ops.reshape(weight, shape))
+    if bias is not None:
+        out = ops.add(out, ops.reshape(bias, shape))
     return out
 
 
