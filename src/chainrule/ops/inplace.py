@@ -20,8 +20,11 @@ def _bump(x: Tensor, name: str) -> None:
 
 
 def _records(x, other) -> bool:
-    return dispatch._mode.grad and (
+    """Whether the op must go the functional way: to record it on the tape, or because an
+    interpreter (forward mode) must see it as ops."""
+    return (dispatch._mode.grad and (
         x.requires_grad or (isinstance(other, Tensor) and other.requires_grad))
+    ) or bool(dispatch._interpreters)
 
 
 def _check_target(x: Tensor, name: str) -> None:
@@ -70,17 +73,29 @@ def _inplace_recorded(x: Tensor, fn, other, name: str) -> None:
     new values into it, and the view onto a view of that node, as PyTorch does."""
     base, steps = (x._base, x._view_steps) if x._base is not None else (x, ())
     _check_target(base, name)
-    old = _make(base.data.copy(), base._node)  # the base's old value, with its history
-    old.requires_grad = base.requires_grad
+    if dispatch._interpreters:  # a copy made by an op, so interpreters see it
+        old = clone(base)
+    else:  # the base's old value, with its history
+        old = _make(base.data.copy(), base._node)
+        old.requires_grad = base.requires_grad
     res = fn(_replay(old, steps), other)
     _check_result(x, res, name)
     new_base = _put(old, steps, ew.cast(res, x.dtype))
     np.copyto(base.data, new_base.data)
     base._node, base.requires_grad = new_base._node, new_base.requires_grad
     base._version[2] += 1  # views taken before now get rebased when next used
+    _moved(base, new_base)
     if steps:
-        x._node, x.requires_grad = _replay(new_base, steps)._node, True
+        view = _replay(new_base, steps)
+        x._node, x.requires_grad = view._node, view.requires_grad
         x._view_epoch = base._version[2]
+        _moved(x, view)
+
+
+def _moved(x: Tensor, new: Tensor) -> None:
+    """Tell the active interpreters (forward mode) that ``x`` now holds ``new``'s value."""
+    for interp in dispatch._interpreters:
+        interp.inplace(x, new)
 
 
 def inplace(x: Tensor, fn, other, name: str) -> Tensor:
@@ -89,7 +104,7 @@ def inplace(x: Tensor, fn, other, name: str) -> Tensor:
         _inplace_recorded(x, fn, other, name)
     else:
         ufunc = _UFUNCS.get(fn)
-        if ufunc is not None and not dispatch._interpreters:
+        if ufunc is not None:
             o = other.data if isinstance(other, Tensor) else other
             try:
                 ufunc(x.data, o, out=x.data, casting="same_kind")
