@@ -17,13 +17,20 @@ def _dt(dtype):
     return backend.get_default_dtype() if dtype is None else backend.to_dtype(dtype)
 
 
+def _affine_params(m: Module, affine: bool, bias: bool, shape: tuple, dtype) -> None:
+    """weight (ones) and bias (zeros) of ``shape``, or None placeholders."""
+    m.register_parameter("weight", Parameter(ops.ones(shape, dtype=dtype)) if affine else None)
+    m.register_parameter("bias", Parameter(ops.zeros(shape, dtype=dtype))
+                         if affine and bias else None)
+
+
 class _BatchNorm(Module):
     _ndims: tuple = ()
     _layout = ""
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
                  affine: bool = True, track_running_stats: bool = True,
-                 dtype=None) -> None:
+                 dtype=None, *, bias: bool = True) -> None:
         super().__init__()
         dt = _dt(dtype)
         self.num_features = num_features
@@ -31,12 +38,7 @@ class _BatchNorm(Module):
         self.momentum = momentum
         self.affine = affine
         self.track_running_stats = track_running_stats
-        if affine:
-            self.weight = Parameter(ops.ones(num_features, dtype=dt))
-            self.bias = Parameter(ops.zeros(num_features, dtype=dt))
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _affine_params(self, affine, bias, (num_features,), dt)
         if track_running_stats:
             self.register_buffer("running_mean", ops.zeros(num_features, dtype=dt))
             self.register_buffer("running_var", ops.ones(num_features, dtype=dt))
@@ -56,8 +58,9 @@ class _BatchNorm(Module):
     def reset_parameters(self) -> None:
         """Running statistics reset; weight 1, bias 0."""
         self.reset_running_stats()
-        if self.affine:
+        if self.weight is not None:
             init.ones_(self.weight)
+        if self.bias is not None:
             init.zeros_(self.bias)
 
     def _check_input_dim(self, input: Tensor) -> None:
@@ -85,7 +88,8 @@ class _BatchNorm(Module):
 
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
-                f"affine={self.affine}, track_running_stats={self.track_running_stats}")
+                f"affine={self.affine}, bias={self.bias is not None}, "
+                f"track_running_stats={self.track_running_stats}")
 
 
 class BatchNorm1d(_BatchNorm):
@@ -119,16 +123,7 @@ class LayerNorm(Module):
         self.normalized_shape = tuple(normalized_shape)
         self.eps = eps
         self.elementwise_affine = elementwise_affine
-        dt = _dt(dtype)
-        if elementwise_affine:
-            self.weight = Parameter(ops.ones(self.normalized_shape, dtype=dt))
-            if bias:
-                self.bias = Parameter(ops.zeros(self.normalized_shape, dtype=dt))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _affine_params(self, elementwise_affine, bias, self.normalized_shape, _dt(dtype))
 
     def reset_parameters(self) -> None:
         """Weight 1, bias 0."""
@@ -142,7 +137,7 @@ class LayerNorm(Module):
 
     def extra_repr(self) -> str:
         return (f"{self.normalized_shape}, eps={self.eps}, "
-                f"elementwise_affine={self.elementwise_affine}")
+                f"elementwise_affine={self.elementwise_affine}, bias={self.bias is not None}")
 
 
 class GroupNorm(Module):
@@ -150,7 +145,7 @@ class GroupNorm(Module):
     spatial positions), then a per-channel affine map."""
 
     def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5,
-                 affine: bool = True, dtype=None) -> None:
+                 affine: bool = True, dtype=None, *, bias: bool = True) -> None:
         super().__init__()
         if num_channels % num_groups:
             raise ValueError(f"GroupNorm: num_channels ({num_channels}) must be divisible by "
@@ -159,16 +154,11 @@ class GroupNorm(Module):
         self.num_channels = num_channels
         self.eps = eps
         self.affine = affine
-        dt = _dt(dtype)
-        if affine:
-            self.weight = Parameter(ops.ones(num_channels, dtype=dt))
-            self.bias = Parameter(ops.zeros(num_channels, dtype=dt))
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _affine_params(self, affine, bias, (num_channels,), _dt(dtype))
 
     def forward(self, input: Tensor) -> Tensor:
         return F.group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
-        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"
+        return (f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}, "
+                f"bias={self.bias is not None}")
