@@ -1,0 +1,8 @@
+"""Data loading, as in ``torch.utils.data``: datasets, samplers, ``DataLoader`` and
+bundled datasets that need no download (``chainrule.data.datasets``)."""
+from .dataloader import (BatchSampler, DataLoader, RandomSampler, Sampler, SequentialSampler,
+                         default_collate)
+from .dataset import ConcatDataset, Dataset, Subset, TensorDataset, random_split
+
+__all__ = ["BatchSampler", "ConcatDataset", "DataLoader", "Dataset", "RandomSampler", "Sampler",
+           "SequentialSampler", "Subset", "TensorDataset", "default_collate", "random_split"]
