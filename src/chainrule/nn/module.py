@@ -125,7 +125,7 @@ class Module:
         if not isinstance(name, str):
             raise TypeError(f"{what} name should be a string, got {type(name).__name__}")
         if "." in name or name == "":
-            raise KeyError(f'{what} name can\'t contain "." and can\'t be empty, got {name!r}')
+            raise KeyError(f"{what} name must be non-empty and contain no '.', got {name!r}")
         if hasattr(self, name) and name not in registry:
             raise KeyError(f"attribute '{name}' already exists")
 
@@ -167,7 +167,7 @@ class Module:
         params = d.get("_parameters")
         if isinstance(value, Parameter):
             self._check_init("parameters")
-            self._forget(name)
+            self._forget(name, "_parameters")
             params[name] = value
         elif params is not None and name in params:
             if value is not None:
@@ -176,7 +176,7 @@ class Module:
             params[name] = None
         elif isinstance(value, Module):
             self._check_init("modules")
-            self._forget(name)
+            self._forget(name, "_modules")
             d["_modules"][name] = value
         elif d.get("_modules") is not None and name in d["_modules"]:
             if value is not None:
@@ -191,12 +191,14 @@ class Module:
         else:
             object.__setattr__(self, name, value)
 
-    def _forget(self, name: str) -> None:
-        """Drop ``name`` from every registry before it is registered anew."""
+    def _forget(self, name: str, keep: str) -> None:
+        """Drop ``name`` from the plain attributes and from every registry but ``keep``
+        (where it keeps its place in the order) before it is registered there."""
         d = self.__dict__
         d.pop(name, None)
         for reg in ("_parameters", "_buffers", "_modules"):
-            d[reg].pop(name, None)
+            if reg != keep:
+                d[reg].pop(name, None)
         d["_non_persistent_buffers_set"].discard(name)
 
     def __getattr__(self, name: str):
