@@ -15,6 +15,8 @@ from .ops import *  # noqa: F401,F403  (the public op namespace)
 from . import autograd, func, testing  # noqa: E402
 from .func import (grad, hessian, hvp, jacfwd, jacrev, jvp, tree_flatten, tree_map,
                    tree_unflatten, value_and_grad, vjp)
+from .autodiff.custom import custom_jvp, custom_vjp
+from .autodiff.memory import checkpoint, checkpoint_sequential
 
 _bind_methods(_ops)
 

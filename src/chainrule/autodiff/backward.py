@@ -13,6 +13,7 @@ from ..core import dispatch
 from ..core.dispatch import Node, user_site
 from ..core.tensor import Tensor, _make
 from ..ops import elementwise as ew
+from . import anomaly
 
 _FREED = ("Trying to backward through the graph a second time: the values '{}' saved for "
           "backward were freed by the first backward. Pass retain_graph=True to the first "
@@ -23,13 +24,16 @@ def _check_saved(node: Node) -> None:
     for cell, version, i in node.saved:
         if cell[0] != version:
             what = node.inputs[i] if i >= 0 else _make(node.out)
+            where = ("at %s:%d " % node.site) if node.site is not None else ""
+            hint = "" if where else (" Run under chainrule.autograd.detect_anomaly() to see "
+                                     "where it was saved.")
             raise RuntimeError(
                 f"one of the tensors needed for gradient computation has been modified by an "
                 f"in-place operation: the {'output' if i < 0 else f'input {i}'} "
-                f"({tuple(what.shape)} {what.dtype}) saved by '{node.prim.name}' is at version "
-                f"{cell[0]}, expected version {version}; it was changed by {cell[1][0]} at "
-                f"{cell[1][1][0]}:{cell[1][1][1]}. Use an "
-                f"out-of-place op, or .clone() before changing it.")
+                f"({tuple(what.shape)} {what.dtype}) saved by '{node.prim.name}' {where}is "
+                f"at version {cell[0]}, expected version {version}; it was changed by "
+                f"{cell[1][0]} at {cell[1][1][0]}:{cell[1][1][1]}. Use an out-of-place op, "
+                f"or .clone() before changing it.{hint}")
 
 
 def _graph(roots):
@@ -101,6 +105,7 @@ def run_backward(roots, root_grads, retain_graph, create_graph, sinks=None) -> d
     deps = _graph(root_nodes)
     needed = None if sinks is None else _needed(root_nodes, sinks)
     captured = {}
+    regions = set()
     ready = [n for n in root_nodes if n not in deps]
     prev_mode = dispatch._mode.grad
     dispatch._mode.grad = bool(create_graph)
@@ -112,6 +117,9 @@ def run_backward(roots, root_grads, retain_graph, create_graph, sinks=None) -> d
                 if node.hooks is not None or node.retain is not None or sinks is not None:
                     g = _visit(node, g, captured, sinks)
                 if needed is None or node in needed:
+                    if node.lazy is not None:  # made inside checkpoint(): recompute
+                        regions.add(node.lazy)
+                        node.lazy.fill()
                     if node.inputs is None:
                         raise RuntimeError(_FREED.format(node.prim.name))
                     _propagate(node, g, grads, leaves)
@@ -121,10 +129,13 @@ def run_backward(roots, root_grads, retain_graph, create_graph, sinks=None) -> d
                     deps[p] = left
                     if left == 0:
                         ready.append(p)
-            if not retain_graph and node.saved:  # free saved values; nodes that saved
-                node.inputs = node.out = None       # nothing stay usable, as in PyTorch
-    finally:
+            if not retain_graph and node.saved and node.lazy is None:
+                node.inputs = node.out = None  # free saved values; nodes that saved
+    finally:                                    # nothing stay usable, as in PyTorch
         dispatch._mode.grad = prev_mode
+        if not retain_graph:
+            for region in regions:  # drop recomputed values: a later backward recomputes
+                region.release()
     for leaf, g in leaves.items():
         if leaf._hooks:
             for hook in leaf._hooks:
@@ -153,7 +164,15 @@ def _propagate(node: Node, g: Tensor, grads: dict, leaves: dict) -> None:
     if node.saved:
         _check_saved(node)
     out = _make(node.out, node) if node.out is not None else None
-    gins = node.prim.vjp(g, out, *node.inputs, **node.params)
+    if anomaly._depth[0]:
+        anomaly._current[0] = node
+        try:
+            gins = node.prim.vjp(g, out, *node.inputs, **node.params)
+        finally:
+            anomaly._current[0] = None
+        anomaly.check_gradient(node, g, gins)
+    else:
+        gins = node.prim.vjp(g, out, *node.inputs, **node.params)
     for p, gi, inp in zip(node.parents, gins, node.inputs):
         if p is None or gi is None:
             continue
