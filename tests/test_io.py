@@ -52,7 +52,7 @@ def _checkpoint():
         "edge": [cr.tensor(1.5, dtype=cr.float64), cr.zeros(0, 3, dtype=cr.int32),
                  cr.Tensor(base.T), cr.Tensor(base[::2, 1::3]),  # non-contiguous
                  np.arange(6, dtype=">i4").reshape(2, 3),           # big-endian
-                 np.float32(2.5), np.int64(-3)],
+                 np.float32(2.5), np.int64(-3), np.float64(0.25), np.bool_(True)],
         "optim": {"state": {0: {"step": 10, "exp_avg": cr.ones(3)}},
                   "param_groups": [{"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8,
                                     "amsgrad": False, "params": [0, 1]}]},
@@ -98,6 +98,22 @@ def test_shared_tensors_stay_shared_and_top_level_tensor(tmp_path):
     assert back["enc"] is back["dec"]
     save(w, tmp_path / "t.safetensors")
     _same(load(tmp_path / "t.safetensors"), w)
+
+
+def test_missing_safetensors_names_the_extra(tmp_path, monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "safetensors.numpy", None)
+    with pytest.raises(ImportError, match=r"pip install 'chainrule\[io\]'"):
+        save({"a": 1}, tmp_path / "x.safetensors")
+
+
+def test_save_through_a_symlink_keeps_the_link(tmp_path):
+    target = tmp_path / "real.safetensors"
+    link = tmp_path / "latest.safetensors"
+    save({"step": 1}, target)
+    link.symlink_to(target)
+    save({"step": 2}, link)
+    assert link.is_symlink() and load(target) == {"step": 2}
 
 
 def test_file_objects(tmp_path):

@@ -83,6 +83,8 @@ class _Encoder:
         return name
 
     def encode(self, obj, path: list):
+        if isinstance(obj, np.generic):  # before float: np.float64 is a float subclass
+            return ["scalar", self.entry(obj, path, np.asarray(obj))]
         if obj is None or isinstance(obj, (bool, int, str)):
             return obj
         if isinstance(obj, float):
@@ -91,8 +93,6 @@ class _Encoder:
             return ["tensor", self.entry(obj, path, obj.data), bool(obj.requires_grad)]
         if isinstance(obj, np.ndarray):
             return ["ndarray", self.entry(obj, path, obj)]
-        if isinstance(obj, np.generic):
-            return ["scalar", self.entry(obj, path, np.asarray(obj))]
         if isinstance(obj, dict):
             items = []
             for key, value in obj.items():
@@ -189,8 +189,8 @@ def save(obj: Any, f: str | os.PathLike | BinaryIO) -> None:
     data = st.save(enc.arrays, metadata=metadata)
     if hasattr(f, "write"):
         f.write(data)
-    else:
-        _atomic_write(os.fspath(f), data)
+    else:  # through symlinks: the link stays, the file it points to is replaced
+        _atomic_write(os.path.realpath(os.fspath(f)), data)
 
 
 def _check_header(data: bytes, where: str) -> dict:

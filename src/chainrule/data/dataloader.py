@@ -14,7 +14,8 @@ epoch draws its permutation from that generator when the epoch starts. So:
 """
 from __future__ import annotations
 
-import collections.abc as abc
+from collections.abc import Mapping, Sequence
+from abc import ABC, abstractmethod
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
@@ -29,11 +30,12 @@ from .dataset import Dataset
 # ---------------------------------------------------------------- samplers
 
 
-class Sampler:
+class Sampler(ABC):
     """Yields dataset indices; subclasses define ``__iter__`` (and ``__len__``)."""
 
-    def __iter__(self) -> Iterator[int]:  # pragma: no cover
-        raise NotImplementedError
+    @abstractmethod
+    def __iter__(self) -> Iterator[int]:
+        """The indices of one epoch."""
 
 
 class SequentialSampler(Sampler):
@@ -146,7 +148,7 @@ def default_collate(batch: list) -> Any:
         return Tensor(backend.asarray(batch))
     if isinstance(elem, (str, bytes)):
         return batch
-    if isinstance(elem, abc.Mapping):
+    if isinstance(elem, Mapping):
         collated = {key: default_collate([d[key] for d in batch]) for key in elem}
         try:
             return type(elem)(collated)
@@ -154,7 +156,7 @@ def default_collate(batch: list) -> Any:
             return collated
     if isinstance(elem, tuple) and hasattr(elem, "_fields"):  # namedtuple
         return type(elem)(*(default_collate(list(s)) for s in zip(*batch)))
-    if isinstance(elem, abc.Sequence):
+    if isinstance(elem, Sequence):
         if len({len(b) for b in batch}) > 1:
             raise RuntimeError("default_collate: each element in list of batch should be of "
                                "equal size")
@@ -185,7 +187,7 @@ class DataLoader:
 
     def __init__(self, dataset: Dataset, batch_size: int = 1, shuffle: bool = False,
                  sampler: Iterable[int] | None = None, batch_sampler: Iterable[list] | None = None,
-                 drop_last: bool = False, collate_fn: Callable[[list], Any] | None = None,
+                 *, drop_last: bool = False, collate_fn: Callable[[list], Any] | None = None,
                  generator: Generator | None = None):
         if sampler is not None and shuffle:
             raise ValueError("DataLoader: sampler option is mutually exclusive with shuffle")
