@@ -19,7 +19,7 @@ from typing import Optional
 
 from .dot import INSTALL_HINT, graph_to_dot, run_dot
 from .graph import Graph, Highlight, VNode, autograd_graph, format_bytes
-from .layout import Layout, layout
+from .layered import Layout, layout
 from .svg import graph_to_svg
 
 __all__ = ["Graph", "VNode", "Layout", "autograd_graph", "layout", "to_dot", "to_svg",
@@ -44,8 +44,8 @@ def to_dot(outputs, params: Optional[dict] = None, show_saved: bool = True,
 
     ``params`` maps names to leaf tensors (``dict(model.named_parameters())``) to label
     them; ``show_saved`` adds the bytes each op saved for backward (and their total as a
-    caption); ``highlight`` (Nodes, Tensors, or a predicate on Nodes and leaf Tensors)
-    draws those boxes in red.
+    caption); ``highlight`` (a Node, a Tensor, a collection of them, or a predicate on
+    Nodes) draws those boxes in red: anomaly mode uses it to show the op that made a NaN.
     """
     return graph_to_dot(_graph(outputs, params, show_saved, highlight, "to_dot"))
 

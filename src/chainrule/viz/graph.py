@@ -1,7 +1,7 @@
 """The drawing model (nodes, edges, clusters) and its source for eager autograd graphs.
 
 Any graph source (the reverse-mode tape here; the compiler's IR later) builds a
-``Graph``; the DOT writer and the SVG layout read only this model.
+``Graph``; the DOT writer, the layout and the SVG writer read only this model.
 """
 from __future__ import annotations
 
@@ -96,8 +96,8 @@ Highlight = Union[None, Iterable, Callable]
 def _highlighter(highlight: Highlight) -> Callable:
     if highlight is None:
         return lambda obj: False
-    if callable(highlight) and not isinstance(highlight, (Node, Tensor)):
-        return highlight
+    if callable(highlight):  # a predicate on Nodes; leaves are marked by passing them
+        return lambda obj: obj.__class__ is Node and highlight(obj)
     items = [highlight] if isinstance(highlight, (Node, Tensor)) else list(highlight)
     ids = set()
     for h in items:  # a Tensor stands for its grad_fn, or for itself when it is a leaf
@@ -208,7 +208,7 @@ def autograd_graph(outputs, params: Optional[dict] = None, show_saved: bool = Tr
     ``show_saved``) the bytes it keeps for backward; leaf boxes show their name from
     ``params`` (name -> Tensor, e.g. ``dict(model.named_parameters())``) or "input";
     output boxes are added for each output. ``highlight`` is a Node, a Tensor (its
-    grad_fn), an iterable of them, or a predicate called with each Node and leaf Tensor.
+    grad_fn, or itself for a leaf), an iterable of them, or a predicate on Nodes.
     The walk is iterative, so graphs of any depth can be drawn.
     """
     outs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]

@@ -4,7 +4,7 @@ from __future__ import annotations
 from xml.sax.saxutils import escape
 
 from .graph import FILL, HIGHLIGHT_FILL, HIGHLIGHT_STROKE
-from .layout import CHAR_W, LINE_H, MARGIN, PAD_Y, layout
+from .layered import CHAR_W, LINE_H, MARGIN, PAD_Y, layout
 
 FONT = "DejaVu Sans Mono, Menlo, Consolas, monospace"
 CAPTION_H = 24

@@ -28,7 +28,8 @@ SWEEPS = 4
 
 def box_size(lines) -> tuple:
     """(width, height) of a box holding these text lines."""
-    return (max(len(s) for s in lines) * CHAR_W + 2 * PAD_X, len(lines) * LINE_H + 2 * PAD_Y)
+    return (max((len(s) for s in lines), default=1) * CHAR_W + 2 * PAD_X,
+            max(len(lines), 1) * LINE_H + 2 * PAD_Y)
 
 
 @dataclass
@@ -94,16 +95,49 @@ def layout(graph) -> Layout:
     layer = _layers(n, edges)
     top = max(layer, default=0)
     rank = [top - v for v in layer]
-    width, height = [], []
-    for node in nodes:
-        w, h = box_size(node.lines)
-        width.append(w)
-        height.append(h)
+    sizes = [box_size(node.lines) for node in nodes]
+    width = [w for w, _ in sizes]
+    height = [h for _, h in sizes]
     cluster = [node.cluster for node in nodes]
+    chains = _chains(edges, rank, width, height, cluster, budget=4 * n + 1000)
+    m = len(rank)
+    up = [[] for _ in range(m)]
+    down = [[] for _ in range(m)]
+    for chain in chains:
+        for a, b in zip(chain, chain[1:]):
+            if rank[b] == rank[a] + 1:
+                down[a].append(b)
+                up[b].append(a)
+    layers = [[] for _ in range(top + 1)]
+    for v in range(m):
+        layers[rank[v]].append(v)
+    has_clusters = any(c is not None for c in cluster)
+    _order(layers, up, down, cluster if has_clusters else None)
+    x = _xs(layers, up, down, width, cluster)
 
-    # dummy chains for long edges, shortest first, within a budget
+    # shift right of the margin; stack the layers top to bottom
+    pad = CLUSTER_PAD if has_clusters else 0
+    shift = MARGIN + pad - min((x[v] - width[v] / 2 for v in range(m)), default=0.0)
+    y = [0.0] * m
+    y_top = MARGIN + (CLUSTER_PAD + CLUSTER_LABEL if has_clusters else 0)
+    for L in layers:
+        h = max((height[v] for v in L), default=0)
+        for v in L:
+            x[v] += shift
+            y[v] = y_top + h / 2
+        y_top += h + GAP_Y
+    boxes = [(x[i], y[i], width[i], height[i]) for i in range(n)]
+    total_w = max((x[v] + width[v] / 2 for v in range(m)), default=0.0) + MARGIN + pad
+    return Layout(boxes, _paths(chains, x, y, width, height, n),
+                  _cluster_rects(graph, boxes) if has_clusters else [],
+                  total_w, y_top - GAP_Y + MARGIN + pad)
+
+
+def _chains(edges, rank, width, height, cluster, budget: int) -> list:
+    """For each edge, the layout vertices it passes through: its ends, with a dummy
+    vertex (appended to rank, width, height, cluster) on every layer in between, for
+    the shortest edges first while at most ``budget`` dummies are made."""
     chains = [None] * len(edges)
-    budget = 4 * n + 1000
     for e in sorted(range(len(edges)), key=lambda e: rank[edges[e][1]] - rank[edges[e][0]]):
         s, d = edges[e]
         span = rank[d] - rank[s]
@@ -120,27 +154,29 @@ def layout(graph) -> Layout:
             chains[e] = chain
         else:
             chains[e] = [s, d]
-    m = len(rank)
-    up = [[] for _ in range(m)]
-    down = [[] for _ in range(m)]
-    for chain in chains:
-        for a, b in zip(chain, chain[1:]):
-            if rank[b] == rank[a] + 1:
-                down[a].append(b)
-                up[b].append(a)
+    return chains
 
-    layers = [[] for _ in range(top + 1)]
-    for v in range(m):
-        layers[rank[v]].append(v)
+
+def _sweeps(top: int):
+    """(layer ranks in order, whether the neighbours to follow are above) per sweep."""
+    for sweep in range(SWEEPS):
+        if sweep % 2 == 0:
+            yield range(1, top + 1), True
+        else:
+            yield range(top - 1, -1, -1), False
+
+
+def _order(layers: list, up: list, down: list, cluster) -> None:
+    """Barycenter sweeps: sort each layer by the mean position of its neighbours in the
+    layer just swept (clusters kept together when ``cluster`` is given)."""
+    m = len(up)
     pos = [0.0] * m
     for L in layers:
         _number(L, pos)
     key = [0.0] * m
-    has_clusters = any(c is not None for c in cluster)
-    for sweep in range(SWEEPS):
-        downward = sweep % 2 == 0
-        nbrs = up if downward else down
-        for r in (range(1, top + 1) if downward else range(top - 1, -1, -1)):
+    for ranks, above in _sweeps(len(layers) - 1):
+        nbrs = up if above else down
+        for r in ranks:
             L = layers[r]
             if len(L) < 2:
                 continue
@@ -148,56 +184,44 @@ def layout(graph) -> Layout:
                 nb = nbrs[v]
                 key[v] = sum(pos[u] for u in nb) / len(nb) if nb else pos[v]
             L.sort(key=key.__getitem__)
-            if has_clusters:
+            if cluster is not None:
                 L[:] = _grouped(L, cluster)
             _number(L, pos)
 
-    x = [0.0] * m
+
+def _xs(layers: list, up: list, down: list, width: list, cluster: list) -> list:
+    """x of every vertex: each wants the median x of its neighbours in the layer just
+    swept, and gets the closest placement without overlaps."""
+    x = [0.0] * len(up)
     for L in layers:
         _place(L, [0.0] * len(L), width, cluster, x)
-    for sweep in range(SWEEPS):
-        downward = sweep % 2 == 0
-        nbrs = up if downward else down
-        for r in (range(1, top + 1) if downward else range(top - 1, -1, -1)):
+    for ranks, above in _sweeps(len(layers) - 1):
+        nbrs = up if above else down
+        for r in ranks:
             L = layers[r]
             if len(L) == 1:  # the common case in deep chains
                 v = L[0]
                 x[v] = _median([x[u] for u in nbrs[v]], x[v])
             else:
                 _place(L, [_median([x[u] for u in nbrs[v]], x[v]) for v in L], width, cluster, x)
+    return x
 
-    # shift right of the margin; stack the layers top to bottom
-    left = min((x[v] - width[v] / 2 for v in range(m)), default=0.0)
-    pad = CLUSTER_PAD if has_clusters else 0
-    shift = MARGIN + pad - left
-    y = [0.0] * m
-    y_top = MARGIN + (CLUSTER_PAD + CLUSTER_LABEL if has_clusters else 0)
-    for L in layers:
-        h = max((height[v] for v in L), default=0)
-        for v in L:
-            x[v] += shift
-            y[v] = y_top + h / 2
-        y_top += h + GAP_Y
-    boxes = [(x[i], y[i], width[i], height[i]) for i in range(n)]
 
-    paths = _paths(chains, x, y, width, height, n)
+def _cluster_rects(graph, boxes: list) -> list:
+    """(name, x0, y0, x1, y1) of a rectangle around the members of each cluster."""
+    bounds = {}
+    for node, (cx, cy, w, h) in zip(graph.nodes, boxes):
+        if node.cluster is None:
+            continue
+        b = bounds.setdefault(node.cluster, [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
+        b[0], b[1] = min(b[0], cx - w / 2), min(b[1], cy - h / 2)
+        b[2], b[3] = max(b[2], cx + w / 2), max(b[3], cy + h / 2)
     rects = []
-    if has_clusters:
-        bounds = {}
-        for i in range(n):
-            c = cluster[i]
-            if c is None:
-                continue
-            cx, cy, w, h = boxes[i]
-            b = bounds.setdefault(c, [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
-            b[0], b[1] = min(b[0], cx - w / 2), min(b[1], cy - h / 2)
-            b[2], b[3] = max(b[2], cx + w / 2), max(b[3], cy + h / 2)
-        for c in graph.clusters():
-            x0, y0, x1, y1 = bounds[c]
-            rects.append((c, x0 - CLUSTER_PAD, y0 - CLUSTER_PAD - CLUSTER_LABEL,
-                          x1 + CLUSTER_PAD, y1 + CLUSTER_PAD))
-    total_w = max((x[v] + width[v] / 2 for v in range(m)), default=0.0) + MARGIN + pad
-    return Layout(boxes, paths, rects, total_w, y_top - GAP_Y + MARGIN + pad)
+    for c in graph.clusters():
+        x0, y0, x1, y1 = bounds[c]
+        rects.append((c, x0 - CLUSTER_PAD, y0 - CLUSTER_PAD - CLUSTER_LABEL,
+                      x1 + CLUSTER_PAD, y1 + CLUSTER_PAD))
+    return rects
 
 
 def _number(L: list, pos: list) -> None:
