@@ -1,0 +1,74 @@
+"""Adam, AMSGrad and AdamW."""
+from __future__ import annotations
+
+from typing import Any
+
+from ..core.dispatch import user_site
+from ..core.tensor import Tensor
+from ..ops import zeros_like
+from . import functional as F
+from .optimizer import Optimizer, ParamsT
+
+
+def _check(name, lr, betas, eps, weight_decay) -> None:
+    for what, value, ok in [("learning rate", lr, lr >= 0), ("epsilon", eps, eps >= 0),
+                            ("beta1", betas[0], 0 <= betas[0] < 1),
+                            ("beta2", betas[1], 0 <= betas[1] < 1),
+                            ("weight_decay", weight_decay, weight_decay >= 0)]:
+        if not ok:
+            raise ValueError(f"{name}: invalid {what} {value}, at {user_site()}")
+
+
+class Adam(Optimizer):
+    """Adam (Kingma and Ba), as ``torch.optim.Adam``: bias-corrected running averages of
+    the gradient (``beta1``) and of its square (``beta2``); ``amsgrad`` divides by the
+    running maximum of the latter. ``weight_decay`` adds ``weight_decay * p`` to the
+    gradient, or, with ``decoupled_weight_decay=True`` (AdamW), shrinks ``p`` directly.
+    """
+
+    def __init__(self, params: ParamsT, lr: float | Tensor = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0, amsgrad: bool = False, *, maximize: bool = False,
+                 decoupled_weight_decay: bool = False) -> None:
+        _check(type(self).__name__, lr, betas, eps, weight_decay)
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
+                                      weight_decay=weight_decay, amsgrad=amsgrad,
+                                      maximize=maximize,
+                                      decoupled_weight_decay=decoupled_weight_decay))
+
+    def _update(self, group: dict[str, Any], params: list[Tensor]) -> None:
+        amsgrad = group["amsgrad"]
+        states = []
+        for p in params:
+            state = self.state.get(p)
+            if state is None:
+                state = self.state[p] = {"step": 0, "exp_avg": zeros_like(p),
+                                         "exp_avg_sq": zeros_like(p)}
+                if amsgrad:
+                    state["max_exp_avg_sq"] = zeros_like(p)
+            states.append(state)
+        beta1, beta2 = group["betas"]
+        new_params, ms, vs, vmaxes, steps = F.adam(
+            params, [p.grad for p in params], [s["exp_avg"] for s in states],
+            [s["exp_avg_sq"] for s in states],
+            [s["max_exp_avg_sq"] for s in states] if amsgrad else None,
+            [s["step"] for s in states], lr=group["lr"], beta1=beta1, beta2=beta2,
+            eps=group["eps"], weight_decay=group["weight_decay"], amsgrad=amsgrad,
+            maximize=group["maximize"], decoupled=group["decoupled_weight_decay"])
+        self._write(params, new_params)
+        for i, state in enumerate(states):
+            state["step"], state["exp_avg"], state["exp_avg_sq"] = steps[i], ms[i], vs[i]
+            if amsgrad:
+                state["max_exp_avg_sq"] = vmaxes[i]
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov and Hutter), as ``torch.optim.AdamW``:
+    each step first shrinks ``p`` by ``1 - lr * weight_decay``."""
+
+    def __init__(self, params: ParamsT, lr: float | Tensor = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 1e-2, amsgrad: bool = False, *,
+                 maximize: bool = False) -> None:
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
+                         decoupled_weight_decay=True)

@@ -1,0 +1,178 @@
+"""The Optimizer base class: parameter groups, per-parameter state, ``zero_grad``,
+``step`` and state dicts in PyTorch's layout."""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Sequence
+
+from ..core.dispatch import enable_grad, no_grad, user_site
+from ..core.tensor import Tensor
+from ..ops import cast, clone
+
+ParamsT = Iterable[Tensor] | Iterable[dict[str, Any]]
+_UNORDERED = ("parameters must be in an ordered collection (a set's order changes between "
+              "runs, and with it the state dict's parameter indices); use a list")
+
+
+class Optimizer:
+    """Base class of all optimizers.
+
+    ``params`` is an iterable of tensors, or of dicts that define parameter groups: each
+    dict holds ``"params"`` and any option that overrides the optimizer's defaults for
+    that group, e.g. ``[{"params": body}, {"params": head, "lr": 1e-2}]``.
+
+    Subclasses implement ``_update(group, params)``: it calls a pure update rule from
+    ``chainrule.optim.functional`` and stores the results with ``_write`` (parameters, in
+    place) and in ``self.state`` (per-parameter state: tensors and Python numbers).
+    """
+
+    def __init__(self, params: ParamsT, defaults: dict[str, Any]) -> None:
+        self.defaults = defaults
+        self.state: dict[Tensor, dict[str, Any]] = {}
+        self.param_groups: list[dict[str, Any]] = []
+        if isinstance(params, Tensor):
+            raise TypeError(f"{self._name}: params should be an iterable of Tensors or dicts, "
+                            f"but got a Tensor of shape {tuple(params.shape)}, at {user_site()}")
+        if isinstance(params, set):
+            raise TypeError(f"{self._name}: {_UNORDERED}, at {user_site()}")
+        groups = list(params)
+        if not groups:
+            raise ValueError(f"{self._name}: got an empty parameter list, at {user_site()}")
+        if not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        for group in groups:
+            self.add_param_group(group)
+
+    @property
+    def _name(self) -> str:
+        return type(self).__name__
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group of parameters; options it does not set take the defaults."""
+        if not isinstance(param_group, dict):
+            raise TypeError(f"{self._name}: a parameter group must be a dict, got "
+                            f"{type(param_group).__name__}, at {user_site()}")
+        params = param_group["params"]
+        if isinstance(params, Tensor):
+            params = [params]
+        elif isinstance(params, set):
+            raise TypeError(f"{self._name}: {_UNORDERED}, at {user_site()}")
+        else:
+            params = list(params)
+        for i, p in enumerate(params):
+            if not isinstance(p, Tensor):
+                raise TypeError(f"{self._name}: can only optimize Tensors, but parameter {i} "
+                                f"of the group is a {type(p).__name__}, at {user_site()}")
+            if not p.is_leaf:
+                raise ValueError(f"{self._name}: can't optimize a non-leaf tensor (parameter "
+                                 f"{i}, shape {tuple(p.shape)}); pass leaf tensors, e.g. "
+                                 f"x.detach().requires_grad_(), at {user_site()}")
+        ids = {id(p) for p in params}
+        if len(ids) != len(params):
+            raise ValueError(f"{self._name}: a parameter group holds the same tensor more "
+                             f"than once, at {user_site()}")
+        if any(id(p) in ids for g in self.param_groups for p in g["params"]):
+            raise ValueError(f"{self._name}: some parameters appear in more than one "
+                             f"parameter group, at {user_site()}")
+        group = {**self.defaults, **param_group, "params": params}
+        self.param_groups.append(group)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Reset the gradients: set them to None (the default) or fill them with zeros."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if set_to_none:
+                    p.grad = None
+                else:
+                    with no_grad():
+                        p.grad.detach_().zero_()
+
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """Update every parameter that has a gradient. ``closure``, if given, re-evaluates
+        the model and returns the loss (it runs first, with gradient recording on)."""
+        loss = None
+        if closure is not None:
+            with enable_grad():
+                loss = closure()
+        with no_grad():
+            for group in self.param_groups:
+                params = [p for p in group["params"] if p.grad is not None]
+                if params:
+                    self._update(group, params)
+        return loss
+
+    def _update(self, group: dict[str, Any], params: list[Tensor]) -> None:
+        raise NotImplementedError(f"{self._name} does not implement _update or step")
+
+    @staticmethod
+    def _write(params: Sequence[Tensor], new_params: Sequence[Tensor]) -> None:
+        """Copy new values into the parameters' own buffers: identity, views and the
+        version counter (autograd's in-place check) stay intact."""
+        for p, new in zip(params, new_params, strict=True):
+            p[...] = new
+
+    # ------------------------------------------------------------ state dicts
+    def state_dict(self) -> dict[str, Any]:
+        """The optimizer's state as PyTorch lays it out: ``{"state": {index: {name:
+        value}}, "param_groups": [{option: value, "params": [index, ...]}]}``, with
+        parameters numbered in group order. Values are tensors and Python numbers."""
+        index: dict[int, int] = {}
+        groups = []
+        for group in self.param_groups:
+            packed = {k: v for k, v in group.items() if k != "params"}
+            for p in group["params"]:
+                index.setdefault(id(p), len(index))
+            packed["params"] = [index[id(p)] for p in group["params"]]
+            groups.append(packed)
+        state = {index[id(p)]: dict(values) for p, values in self.state.items()}
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore a state saved by ``state_dict`` (into an optimizer over parameters of
+        the same shapes, in the same groups). Tensors are copied, in each parameter's
+        dtype; parameter indices may be ints or their strings."""
+        saved = state_dict["param_groups"]
+        if len(saved) != len(self.param_groups):
+            raise ValueError(f"{self._name}.load_state_dict: the state dict has {len(saved)} "
+                             f"parameter groups, the optimizer {len(self.param_groups)}, at "
+                             f"{user_site()}")
+        by_index = {}
+        for i, (group, sgroup) in enumerate(zip(self.param_groups, saved)):
+            if len(group["params"]) != len(sgroup["params"]):
+                raise ValueError(f"{self._name}.load_state_dict: parameter group {i} has "
+                                 f"{len(sgroup['params'])} parameters in the state dict but "
+                                 f"{len(group['params'])} in the optimizer, at {user_site()}")
+            by_index.update((int(k), p) for k, p in zip(sgroup["params"], group["params"]))
+        state = {}
+        for key, values in state_dict["state"].items():
+            p = by_index.get(int(key))
+            if p is None:
+                raise ValueError(f"{self._name}.load_state_dict: state for parameter {key}, "
+                                 f"which no parameter group lists, at {user_site()}")
+            state[p] = {name: _restore(p, name, v) for name, v in values.items()}
+        self.state = state
+        self.param_groups = [{**{k: v for k, v in sgroup.items() if k != "params"},
+                              "params": group["params"]}
+                             for group, sgroup in zip(self.param_groups, saved)]
+
+    def __repr__(self) -> str:
+        lines = [f"{self._name} ("]
+        for i, group in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            lines += [f"    {k}: {group[k]}" for k in sorted(group) if k != "params"]
+        return "\n".join(lines + [")"])
+
+
+def _restore(p: Tensor, name: str, value: Any) -> Any:
+    """A saved state value, made the optimizer's own: steps as ints (PyTorch saves them
+    as tensors), tensors copied and, when floating point, cast to the parameter's dtype."""
+    if name == "step":
+        return int(value)
+    if not isinstance(value, Tensor):
+        return value
+    with no_grad():
+        value = value.detach()
+        if value.dtype.kind == "f" and p.dtype.kind == "f":
+            value = cast(value, p.dtype)
+        return clone(value)
