@@ -76,10 +76,6 @@ def _addindent(s: str, n: int) -> str:
     return lines[0] + "\n" + "\n".join(" " * n + line for line in lines[1:])
 
 
-def _shape(value) -> tuple:
-    return tuple(value.shape)
-
-
 class Module:
     """Base class of every layer and model: subclasses set parameters and submodules in
     ``__init__`` (after ``super().__init__()``) and define ``forward``."""
@@ -454,10 +450,10 @@ class Module:
                 continue
             value = state_dict[key]
             arr = value.data if isinstance(value, Tensor) else np.asarray(value)
-            if _shape(arr) != _shape(target):
+            if arr.shape != target.shape:
                 problems.append(f"size mismatch for {key}: copying a param with shape "
-                                f"{_shape(arr)} from checkpoint, the shape in current model "
-                                f"is {_shape(target)}.")
+                                f"{tuple(arr.shape)} from checkpoint, the shape in current "
+                                f"model is {tuple(target.shape)}.")
             elif not np.can_cast(arr.dtype, target.dtype, "same_kind"):
                 problems.append(f"dtype mismatch for {key}: cannot copy {arr.dtype} from "
                                 f"checkpoint into {target.dtype}.")
