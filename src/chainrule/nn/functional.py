@@ -16,6 +16,8 @@ from ..core.dispatch import no_grad, user_site
 from ..core.tensor import Tensor
 from ..ops import (binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy,
                    gelu, l1_loss, logsigmoid, mse_loss, nll_loss, one_hot, pad, sigmoid, tanh)
+from ..ops.conv import (adaptive_avg_pool2d, avg_pool2d, conv1d, conv2d, conv_transpose2d, fold,
+                        max_pool2d, unfold)
 from ..ops.creation import rand
 
 __all__ = [
@@ -25,6 +27,8 @@ __all__ = [
     "layer_norm", "group_norm", "batch_norm", "embedding", "one_hot", "pad", "normalize",
     "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "binary_cross_entropy",
     "binary_cross_entropy_with_logits", "cross_entropy", "nll_loss", "kl_div",
+    "conv1d", "conv2d", "conv_transpose2d", "unfold", "fold", "max_pool2d", "avg_pool2d",
+    "adaptive_avg_pool2d", "scaled_dot_product_attention",
 ]
 
 
@@ -392,3 +396,7 @@ def _reduce(loss: Tensor, reduction: str, name: str) -> Tensor:
         return loss
     raise ValueError(f"{name}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
 
+
+# Last: transformer.py imports this module (its layers use F.dropout), so this import
+# must come after everything above is defined.
+from .transformer import scaled_dot_product_attention  # noqa: E402
