@@ -68,16 +68,17 @@ def _fit(g, like, name: str, k: int):
         return None
     if not isinstance(g, Tensor):
         g = creation.as_tensor(g, dtype=like.dtype)
-    if g.shape != tuple(like.shape):
+    want = tuple(like.shape)
+    if g.shape != want:
         try:
-            np.broadcast_shapes(tuple(like.shape), g.shape)
-            g = movement.sum_to(g, tuple(like.shape))
+            fits = np.broadcast_shapes(want, g.shape) == g.shape
         except ValueError:
-            g = None
-        if g is None or g.shape != tuple(like.shape):
+            fits = False
+        summed = movement.sum_to(g, want) if fits else None
+        if summed is None or summed.shape != want:
             raise RuntimeError(f"{name}: the gradient returned for input {k} has shape "
-                               f"{tuple(g.shape) if g is not None else '?'}, expected "
-                               f"{tuple(like.shape)}")
+                               f"{tuple(g.shape)}, expected {want}")
+        g = summed
     return g if g.dtype == like.dtype else ew.cast(g, like.dtype)
 
 

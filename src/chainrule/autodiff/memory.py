@@ -57,10 +57,14 @@ class Region:
             gen.set_state(self.rng_state)
         prev, dispatch._mode.grad = dispatch._mode.grad, True
         rec = _Recompute(self.nodes)
+        # At the bottom of the interpreter stack, where ops are recorded: under forward
+        # mode it then sees the tangent ops as well, in the order they were recorded.
+        stack = dispatch._interpreters
+        stack.insert(0, rec)
         try:
-            with interpreter(rec):
-                self.fn(*self.args, **self.kwargs)
+            self.fn(*self.args, **self.kwargs)
         finally:
+            stack.remove(rec)
             dispatch._mode.grad = prev
             if now is not None:
                 gen.set_state(now)

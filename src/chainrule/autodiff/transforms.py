@@ -185,6 +185,11 @@ def jvp(fn, primals, tangents, has_aux: bool = False):
         raise ValueError(f"jvp: tangents have structure {t_def} but primals have {p_def}, "
                          f"at {user_site()}")
 
+    return _jvp_leaves(fn, p_def, p_leaves, t_leaves, has_aux)
+
+
+def _jvp_leaves(fn, p_def, p_leaves, t_leaves, has_aux):
+    """jvp on flat leaves (a ``None`` tangent is a zero tangent)."""
     def flat_fn(*xs):
         return fn(*tree_unflatten(p_def, xs))
 
@@ -286,13 +291,12 @@ def jacfwd(fn, argnums=0, has_aux: bool = False):
             for k in range(x.numel()):
                 tans = [None] * len(leaves)
                 tans[i] = _one_hot(x.shape, x.dtype, k)
-                res = jvp(partial, tuple(diff), tree_unflatten(td, tans), has_aux=has_aux)
+                res = _jvp_leaves(partial, td, leaves, tans, has_aux)
                 o_leaves, out_def = tree_flatten(res[1])
                 aux = res[2] if has_aux else None
                 cols.append(o_leaves)
             if not cols:  # a size-0 input: evaluate once for the output shapes
-                res = jvp(partial, tuple(diff), tree_unflatten(td, [None] * len(leaves)),
-                          has_aux=has_aux)
+                res = _jvp_leaves(partial, td, leaves, [None] * len(leaves), has_aux)
                 o_leaves, out_def = tree_flatten(res[1])
                 aux = res[2] if has_aux else None
                 cols = [[creation.zeros((0,) + tuple(o.shape), dtype=o.dtype)
