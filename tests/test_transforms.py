@@ -272,3 +272,43 @@ def test_against_torch_func():
     g3 = cr.grad(lambda x: cr.grad(lambda x: cr.grad(f_cr)(x)[0])(x)[1])(x)
     g3t = tf.grad(lambda x: tf.grad(lambda x: tf.grad(f_t)(x)[0])(x)[1])(xt)
     np.testing.assert_allclose(g3.data, g3t.numpy(), rtol=1e-8, atol=1e-12)
+
+
+# ---------------------------------------------------------------- a small conv net
+
+def conv_loss(p, x, y):
+    F = cr.nn.functional
+    h = cr.tanh(F.conv2d(x, p["k1"], p["c1"], padding=1))  # (N, 3, 6, 6)
+    h = F.max_pool2d(h, 2)                                   # (N, 3, 3, 3)
+    h = cr.tanh(F.conv2d(h, p["k2"], stride=1))             # (N, 2, 1, 1)
+    return cr.cross_entropy(h.reshape(h.shape[0], -1), y)
+
+
+def conv_params():
+    return {"k1": t(3, 1, 3, 3, scale=0.5), "c1": t(3, scale=0.1), "k2": t(2, 3, 3, 3, scale=0.5)}
+
+
+def test_conv_net_gradient_and_hvp_in_every_mode_pair():
+    import chainrule.nn  # noqa: F401  (conv2d, max_pool2d)
+    p = conv_params()
+    x, y = t(2, 1, 6, 6), cr.tensor([0, 1])
+    g = cr.grad(conv_loss)(p, x, y)
+    for k in p:
+        def f(v, k=k):
+            return conv_loss({**p, k: v}, x, y)
+        np.testing.assert_allclose(g[k].data, fd_grad(f, p[k]), rtol=1e-5, atol=1e-8)
+    v = {k: t(*a.shape) for k, a in p.items()}
+    _, (hv,) = cr.hvp(lambda q: conv_loss(q, x, y), (p,), (v,))
+    rr = cr.grad(lambda q: sum((gi * v[k]).sum() for k, gi in
+                               cr.grad(conv_loss)(q, x, y).items()))(p)
+    rf = cr.grad(lambda q: cr.jvp(lambda q: conv_loss(q, x, y), (q,), (v,))[1])(p)
+    for k in p:
+        np.testing.assert_allclose(hv[k].data, rr[k].data, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(rf[k].data, rr[k].data, rtol=1e-9, atol=1e-12)
+    # and against finite differences of the gradient along v
+    eps = 1e-6
+    gp = cr.grad(conv_loss)({k: p[k] + eps * v[k] for k in p}, x, y)
+    gm = cr.grad(conv_loss)({k: p[k] - eps * v[k] for k in p}, x, y)
+    for k in p:
+        np.testing.assert_allclose(hv[k].data, (gp[k].data - gm[k].data) / (2 * eps),
+                                   rtol=1e-5, atol=1e-7)
