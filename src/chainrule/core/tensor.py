@@ -265,7 +265,8 @@ abs sign exp log log1p expm1 sqrt rsqrt sin cos tanh sigmoid relu gelu silu soft
 square reciprocal maximum minimum clamp clip sum mean max min amax amin prod var std
 norm argmax argmin reshape view flatten squeeze unsqueeze permute transpose expand
 expand_as broadcast_to split chunk softmax log_softmax logsumexp cumsum gather matmul
-isnan isinf isfinite logical_not view_as reshape_as flip repeat masked_fill
+isnan isinf isfinite logical_not view_as reshape_as flip repeat masked_fill pow add sub mul div
+neg eq ne lt le gt ge logical_and logical_or swapaxes take_along_dim
 """.split()
 
 
