@@ -158,3 +158,30 @@ def test_scheduler_errors():
         S.SequentialLR(opt, [S.ExponentialLR(_optimizer(cr), 0.9)], milestones=[])
     with pytest.raises(ValueError, match="start_factor"):
         S.LinearLR(opt, start_factor=0.0)
+
+
+@pytest.mark.parametrize("name", ["StepLR", "MultiStepLR", "ExponentialLR",
+                                  "CosineAnnealingLR", "LinearLR-warmup", "PolynomialLR"])
+def test_explicit_epoch_uses_closed_form_like_torch(name):
+    torch = pytest.importorskip("torch", reason="PyTorch not installed")
+    copt, topt = _optimizer(cr), _optimizer(torch)
+    csched = SCHEDULES[name](S, copt)
+    tsched = SCHEDULES[name](torch.optim.lr_scheduler, topt)
+    for epoch in [3, 4, 9, 2]:
+        with pytest.warns(UserWarning, match="deprecated"):
+            csched.step(epoch)
+        with pytest.warns(UserWarning):
+            tsched.step(epoch)
+        assert csched.get_last_lr() == pytest.approx(tsched.get_last_lr(), rel=1e-15)
+
+
+def test_tensor_learning_rate_is_updated_in_place():
+    p = cr.tensor([1.0], requires_grad=True)
+    lr = cr.tensor(0.5, dtype=cr.float64)
+    opt = optim.SGD([p], lr=lr)
+    sched = S.ExponentialLR(opt, gamma=0.5)
+    sched.step()
+    sched.step()
+    assert opt.param_groups[0]["lr"] is lr and float(lr) == 0.125
+    assert [float(v) for v in sched.get_last_lr()] == [0.125]
+    assert float(opt.param_groups[0]["initial_lr"]) == 0.5  # a copy, not the live tensor

@@ -277,3 +277,13 @@ def test_functional_steps_and_optional_state():
     # Adam's first step moves each coordinate by about lr
     (new_p,), *_ = F.adam([p], [g], [z], [z], None, [0], lr=0.1)
     np.testing.assert_allclose(new_p.data, [0.9], rtol=1e-6)
+
+
+def test_functional_missing_state_is_named():
+    p, g, z = cr.tensor([1.0]), cr.tensor([1.0]), cr.tensor([0.0])
+    with pytest.raises(ValueError, match="adam: amsgrad=True needs max_exp_avg_sqs"):
+        F.adam([p], [g], [z], [z], None, [0], lr=0.1, amsgrad=True)
+    with pytest.raises(ValueError, match="rmsprop: centered=True needs grad_avgs"):
+        F.rmsprop([p], [g], [z], None, None, lr=0.1, centered=True)
+    with pytest.raises(ValueError, match="rmsprop: momentum needs momentum_buffers"):
+        F.rmsprop([p], [g], [z], None, None, lr=0.1, momentum=0.9)

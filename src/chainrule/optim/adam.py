@@ -40,10 +40,9 @@ class Adam(Optimizer):
         amsgrad = group["amsgrad"]
         states = []
         for p in params:
-            state = self.state.get(p)
-            if state is None:
-                state = self.state[p] = {"step": 0, "exp_avg": zeros_like(p),
-                                         "exp_avg_sq": zeros_like(p)}
+            state = self.state[p]
+            if not state:
+                state.update(step=0, exp_avg=zeros_like(p), exp_avg_sq=zeros_like(p))
                 if amsgrad:
                     state["max_exp_avg_sq"] = zeros_like(p)
             states.append(state)

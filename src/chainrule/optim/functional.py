@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from ..core.dispatch import user_site
 from ..core.tensor import Tensor
 from ..ops import cast, clone, maximum, sqrt
 
@@ -53,6 +54,12 @@ def _lerp(a: Tensor, b: Tensor, w: Hyper) -> Tensor:
     if isinstance(w, Tensor) or w < 0.5:
         return a + w * (b - a)
     return b - (b - a) * (1 - w)
+
+
+def _required(rule: str, states, name: str, why: str):
+    if states is None:
+        raise ValueError(f"{rule}: {why} needs {name} (start them at zeros), at {user_site()}")
+    return states
 
 
 def _direction(g: Tensor, p: Tensor, weight_decay: Hyper, maximize: bool) -> Tensor:
@@ -104,7 +111,8 @@ def adam(params: Sequence[Tensor], grads: Sequence[Tensor], exp_avgs: Sequence[T
     read only with ``amsgrad`` (pass None otherwise; None comes back). Returns
     ``(new_params, new_exp_avgs, new_exp_avg_sqs, new_max_exp_avg_sqs, new_steps)``.
     """
-    maxes = max_exp_avg_sqs if amsgrad else [None] * len(params)
+    maxes = (_required("adam", max_exp_avg_sqs, "max_exp_avg_sqs", "amsgrad=True") if amsgrad
+             else [None] * len(params))
     out_p, out_m, out_v, out_max, out_steps = [], [], [], [], []
     for p, g, m, v, vmax, step in zip(params, grads, exp_avgs, exp_avg_sqs, maxes, steps,
                                        strict=True):
@@ -166,8 +174,10 @@ def rmsprop(params: Sequence[Tensor], grads: Sequence[Tensor], square_avgs: Sequ
     """
     n = len(params)
     use_momentum = _active(momentum)
-    gavgs = grad_avgs if centered else [None] * n
-    bufs = momentum_buffers if use_momentum else [None] * n
+    gavgs = (_required("rmsprop", grad_avgs, "grad_avgs", "centered=True") if centered
+             else [None] * n)
+    bufs = (_required("rmsprop", momentum_buffers, "momentum_buffers", "momentum")
+            if use_momentum else [None] * n)
     out_p, out_sq, out_ga, out_buf = [], [], [], []
     for p, g, sq, ga, buf in zip(params, grads, square_avgs, gavgs, bufs, strict=True):
         g = _direction(g, p, weight_decay, maximize)

@@ -2,6 +2,7 @@
 ``step`` and state dicts in PyTorch's layout."""
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Any, Callable, Iterable, Sequence
 
 from ..core.dispatch import enable_grad, no_grad, user_site
@@ -22,12 +23,13 @@ class Optimizer:
 
     Subclasses implement ``_update(group, params)``: it calls a pure update rule from
     ``chainrule.optim.functional`` and stores the results with ``_write`` (parameters, in
-    place) and in ``self.state`` (per-parameter state: tensors and Python numbers).
+    place) and in ``self.state`` (per-parameter state: tensors and Python numbers; a
+    ``defaultdict(dict)`` keyed by parameter, as in PyTorch).
     """
 
     def __init__(self, params: ParamsT, defaults: dict[str, Any]) -> None:
         self.defaults = defaults
-        self.state: dict[Tensor, dict[str, Any]] = {}
+        self.state: defaultdict[Tensor, dict[str, Any]] = defaultdict(dict)
         self.param_groups: list[dict[str, Any]] = []
         if isinstance(params, Tensor):
             raise TypeError(f"{self._name}: params should be an iterable of Tensors or dicts, "
@@ -151,7 +153,7 @@ class Optimizer:
                 raise ValueError(f"{self._name}.load_state_dict: state for parameter {key}, "
                                  f"which no parameter group lists, at {user_site()}")
             state[p] = {name: _restore(p, name, v) for name, v in values.items()}
-        self.state = state
+        self.state = defaultdict(dict, state)
         self.param_groups = [{**{k: v for k, v in sgroup.items() if k != "params"},
                               "params": group["params"]}
                              for group, sgroup in zip(self.param_groups, saved)]

@@ -31,9 +31,9 @@ class RMSprop(Optimizer):
         centered, use_momentum = group["centered"], group["momentum"] > 0
         states = []
         for p in params:
-            state = self.state.get(p)
-            if state is None:
-                state = self.state[p] = {"step": 0, "square_avg": zeros_like(p)}
+            state = self.state[p]
+            if not state:
+                state.update(step=0, square_avg=zeros_like(p))
                 if use_momentum:
                     state["momentum_buffer"] = zeros_like(p)
                 if centered:

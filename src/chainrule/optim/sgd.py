@@ -36,7 +36,7 @@ class SGD(Optimizer):
 
     def _update(self, group: dict[str, Any], params: list[Tensor]) -> None:
         use_momentum = group["momentum"] != 0
-        bufs = [self.state.get(p, {}).get("momentum_buffer") if use_momentum else None
+        bufs = [self.state[p].get("momentum_buffer") if use_momentum else None
                 for p in params]
         new_params, bufs = F.sgd(params, [p.grad for p in params], bufs, lr=group["lr"],
                                  momentum=group["momentum"], dampening=group["dampening"],
@@ -46,4 +46,4 @@ class SGD(Optimizer):
         self._write(params, new_params)
         if use_momentum:
             for p, buf in zip(params, bufs):
-                self.state.setdefault(p, {})["momentum_buffer"] = buf
+                self.state[p]["momentum_buffer"] = buf
