@@ -220,6 +220,13 @@ def test_errors(bad, match):
         bad()
 
 
+def test_lstm_state_must_be_a_pair():
+    with pytest.raises(TypeError, match="tuple"):
+        nn.LSTM(C, H)(cr.randn(T, N, C), cr.randn(1, N, H))
+    with pytest.raises(TypeError, match="tuple"):
+        nn.LSTMCell(C, H)(cr.randn(N, C), cr.randn(N, H))
+
+
 def test_error_names_user_line():
     with pytest.raises(ValueError, match=r"test_rnn\.py:\d+"):
         nn.RNN(C, H)(cr.randn(T, N, 2))

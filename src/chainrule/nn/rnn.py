@@ -209,6 +209,9 @@ class LSTMCell(RNNCellBase):
         """input (B, I) or (I,), hx = (h, c) each (B, H) or (H,) (zeros if None) ->
         (h', c')."""
         x, batched = self._input(input, "LSTMCell")
+        if hx is not None and not (isinstance(hx, (tuple, list)) and len(hx) == 2):
+            raise TypeError(f"LSTMCell: hx must be a tuple (h, c), got {type(hx).__name__}, "
+                            f"at {user_site()}")
         h, c = (None, None) if hx is None else hx
         h = self._state(h, x, batched, "LSTMCell")
         c = self._state(c, x, batched, "LSTMCell")
@@ -341,10 +344,10 @@ class RNNBase(Module):
         x = _t(input)
         name = type(self).__name__
         if x.ndim not in (2, 3) or x.shape[-1] != self.input_size:
-            raise ValueError(f"{name}: expected input (L, N, {self.input_size}) "
-                             f"({'(N, L, ...)' if self.batch_first else ''}) or unbatched "
-                             f"(L, {self.input_size}), got {tuple(x.shape)} {x.dtype}, "
-                             f"at {user_site()}")
+            layout = "(N, L, {})" if self.batch_first else "(L, N, {})"
+            raise ValueError(f"{name}: expected input {layout.format(self.input_size)} or "
+                             f"unbatched (L, {self.input_size}), got {tuple(x.shape)} "
+                             f"{x.dtype}, at {user_site()}")
         batched = x.ndim == 3
         if not batched:
             x = unsqueeze(x, 1)  # (L, 1, I)
@@ -413,6 +416,9 @@ class LSTM(RNNBase):
         """input (L, N, I) ((N, L, I) with batch_first, or (L, I)), hx = (h0, c0) ->
         (output (L, N, D * H_out), (h_n (layers * D, N, H_out), c_n (layers * D, N, H)));
         H_out is proj_size when set, else hidden_size."""
+        if hx is not None and not (isinstance(hx, (tuple, list)) and len(hx) == 2):
+            raise TypeError(f"LSTM: hx must be a tuple (h0, c0), got {type(hx).__name__}, "
+                            f"at {user_site()}")
         h0, c0 = (None, None) if hx is None else hx
         out, h_n, c_n = self._run(input, h0, c0)
         return out, (h_n, c_n)
