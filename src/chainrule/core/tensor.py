@@ -12,6 +12,9 @@ from .. import backend
 _ops = None  # chainrule.ops, bound once the package has loaded (see chainrule/__init__.py)
 
 
+TENSOR_TYPES: set = set()  # Tensor and its subclasses, for exact-type checks on hot paths
+
+
 class Tensor:
     """An n-dimensional array that records the operations applied to it.
 
@@ -25,6 +28,10 @@ class Tensor:
     __slots__ = ("data", "requires_grad", "grad", "_node", "_version", "_hooks", "_base",
                  "_view_steps", "_view_epoch", "__weakref__")
     __array_priority__ = 1000  # NumPy defers to our reflected operators
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        TENSOR_TYPES.add(cls)  # subclasses (nn.Parameter) take the ops' fast paths too
 
     def __init__(self, data, dtype=None, requires_grad: bool = False):
         if isinstance(data, Tensor):
@@ -258,6 +265,8 @@ class Tensor:
     def fill_(self, value): return _ops.fill_(self, value)
     def copy_(self, src): return _ops.inplace(self, lambda a, b: _ops.expand_as(b, a), src, "copy_")
 
+
+TENSOR_TYPES.add(Tensor)
 
 # Names forwarded as methods: tensor.exp() == chainrule.exp(tensor).
 _METHOD_NAMES = """

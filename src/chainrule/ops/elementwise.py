@@ -13,7 +13,7 @@ from .. import backend
 from ..core import dispatch
 from ..core.dispatch import _interpreters, bind
 from ..core.primitive import defprim
-from ..core.tensor import Tensor
+from ..core.tensor import TENSOR_TYPES as _TENSOR_TYPES, Tensor
 from ._erf import erf as _erf
 from ._util import broadcast_rule, const, scalar
 
@@ -297,7 +297,7 @@ def _prep(name, a, b):
 def _binary(prim):
     def op(a, b):
         # fast path: tensors of one dtype that need no explicit broadcasting
-        if a.__class__ is Tensor and b.__class__ is Tensor:
+        if a.__class__ in _TENSOR_TYPES and b.__class__ in _TENSOR_TYPES:
             ad, bd = a.data, b.data
             if ad.dtype == bd.dtype and (ad.shape == bd.shape or not (
                     a.requires_grad or b.requires_grad or _interpreters)):
