@@ -8,22 +8,19 @@ other's vjp, and each its own jvp (both are linear). Everything else is composed
 * ``conv2d`` = im2col, one GEMM ``(OC, C*kh*kw) @ (C*kh*kw, N*OH*OW)`` and a bias add;
   its gradients are the matmul rule's two GEMMs and a col2im.
 * ``conv_transpose2d`` = one GEMM and a col2im; ``conv1d`` is a conv2d of height 1.
-* ``max_pool2d`` / ``avg_pool2d`` reduce the windows (a free reshape when they tile the
-  image); ``adaptive_avg_pool2d`` is a product with two averaging matrices otherwise.
+* ``max_pool2d`` / ``avg_pool2d`` reduce the im2col array over its kernel axes (NumPy
+  reduces over leading axes fast, and over small strided trailing axes 50x slower);
+  ``adaptive_avg_pool2d`` is a product with two averaging matrices (an avg_pool2d when
+  the sizes divide).
 
 Layout. Channels come first in memory (CNHW): the GEMM rows are channels and its
 columns are the N*OH*OW output pixels, so the GEMM output is already the result in
-CNHW memory (returned as an NCHW view), the bias gradient is a contiguous row sum,
-and later convolutions read such inputs without a transpose.
-
-Wide rows. With stride 1, the windows are taken at every column of the padded row
-(``width`` = padded width instead of OW) and the extra columns are cropped from the
-result. Then, for each (kernel row, kernel column), the windows of a whole image plane
-are one contiguous run of memory, and the im2col copy and each col2im add run as long
-inner loops instead of one short loop per output row: 2-3x faster copies for a GEMM
-that is (Wp - OW) / Wp larger (12% on 14x14 images with 3x3 kernels). Reads past the
-end of a row wrap to the next one, and the padded buffer gets extra zero rows so that
-they stay inside it; the wrapped values only reach the cropped columns.
+CNHW memory (returned as an NCHW view), the bias gradient is a contiguous row sum, the
+windows of one (channel, kernel offset) are one contiguous block of the im2col array,
+and later convolutions and pools read such inputs without a transpose. (Measured
+against a channels-last (NHWC) layout and against "wide rows" that take windows at
+every padded column to lengthen the inner loops: both were slower; see
+benchmarks/conv_bench.py.)
 """
 from __future__ import annotations
 
@@ -45,48 +42,52 @@ from .linalg import matmul
 # ---------------------------------------------------------------- the primitive rows
 
 
-def _rows(hp, wp, grid, kernel, stride, dilation) -> int:
-    """Rows of the padded buffer: at least hp, and enough that every window read fits."""
-    (oh, ow), (kh, kw), (sh, sw), (dh, dw) = grid, kernel, stride, dilation
-    last = ((oh - 1) * sh + (kh - 1) * dh) * wp + (ow - 1) * sw + (kw - 1) * dw
-    return builtins.max(hp, last // wp + 1)
+def _check_grid(hw, padding, grid, kernel, stride, dilation):
+    """Refuse a window grid that leaves the padded image (as_strided does not check)."""
+    for n, pads, o, k, s, d in zip(hw, (padding[:2], padding[2:]), grid, kernel, stride,
+                                  dilation):
+        if (o - 1) * s + (k - 1) * d >= n + pads[0] + pads[1]:
+            raise ValueError(f"windows {tuple(grid)} of kernel {tuple(kernel)} (stride "
+                             f"{tuple(stride)}, dilation {tuple(dilation)}) leave the padded "
+                             f"image {tuple(hw)} + padding {tuple(padding)}")
 
 
-def _buffer(shape_nchw, dtype, padding, grid, kernel, stride, dilation):
-    """A zero (C, N, rows, Wp) buffer and the (C, N, H, W) view of its interior."""
+def _buffer(shape_nchw, dtype, padding):
+    """A zero padded (C, N, Hp, Wp) buffer and the (C, N, H, W) view of its interior."""
     n, c, h, w = shape_nchw
     pt, pb, pl, pr = padding
-    hp, wp = h + pt + pb, w + pl + pr
-    buf = np.zeros((c, n, _rows(hp, wp, grid, kernel, stride, dilation), wp), dtype)
+    buf = np.zeros((c, n, h + pt + pb, w + pl + pr), dtype)
     return buf, buf[:, :, pt:pt + h, pl:pl + w]
 
 
-def _window_strides(buf, stride, dilation):
-    """Byte strides of (kernel row, kernel col, output row, output col) in ``buf``."""
-    row, item = buf.strides[2], buf.itemsize
-    return dilation[0] * row, dilation[1] * item, stride[0] * row, stride[1] * item
+def _window_strides(x, stride, dilation):
+    """Byte strides of (kernel row, kernel col, output row, output col) in an NCHW ``x``."""
+    row, col = x.strides[2], x.strides[3]
+    return dilation[0] * row, dilation[1] * col, stride[0] * row, stride[1] * col
 
 
 def _im2col_impl(x, *, kernel, stride, padding, dilation, grid):
-    n, c = x.shape[:2]
-    buf, inner = _buffer(x.shape, x.dtype, padding, grid, kernel, stride, dilation)
-    inner[...] = x.transpose(1, 0, 2, 3)
-    ki, kj, oi, oj = _window_strides(buf, stride, dilation)
-    windows = as_strided(buf, (c, kernel[0], kernel[1], n) + tuple(grid),
-                         (buf.strides[0], ki, kj, buf.strides[1], oi, oj), writeable=False)
+    n, c, h, w = x.shape
+    _check_grid((h, w), padding, grid, kernel, stride, dilation)
+    if any(padding):
+        buf, inner = _buffer(x.shape, x.dtype, padding)
+        inner[...] = x.transpose(1, 0, 2, 3)
+        x = buf.transpose(1, 0, 2, 3)
+    ki, kj, oi, oj = _window_strides(x, stride, dilation)
+    windows = as_strided(x, (c,) + tuple(kernel) + (n,) + tuple(grid),
+                         (x.strides[1], ki, kj, x.strides[0], oi, oj), writeable=False)
     return np.ascontiguousarray(windows)  # (C, kh, kw, N, OH, OW): the im2col copy
 
 
 def _col2im_impl(g, *, size, kernel, stride, padding, dilation):
     c, kh, kw, n, oh, ow = g.shape
-    buf, inner = _buffer((n, c) + tuple(size), g.dtype, padding, (oh, ow), kernel, stride,
-                         dilation)
-    ki, kj, oi, oj = _window_strides(buf, stride, dilation)
-    flat, item = buf.reshape(-1), buf.itemsize
-    strides = (buf.strides[0], buf.strides[1], oi, oj)
+    _check_grid(size, padding, (oh, ow), kernel, stride, dilation)
+    buf, inner = _buffer((n, c) + tuple(size), g.dtype, padding)
+    (sh, sw), (dh, dw) = stride, dilation
     for i in range(kh):
         for j in range(kw):  # each (i, j) hits distinct pixels: a plain strided add
-            dst = as_strided(flat[(i * ki + j * kj) // item:], (c, n, oh, ow), strides)
+            dst = buf[:, :, i * dh:i * dh + (oh - 1) * sh + 1:sh,
+                      j * dw:j * dw + (ow - 1) * sw + 1:sw]
             np.add(dst, g[:, i, j], out=dst)
     return inner.transpose(1, 0, 2, 3)  # (N, C, H, W), in CNHW memory
 
@@ -196,11 +197,9 @@ def _conv(op, x, w, b, stride, padding, dilation, groups):
     oh = _out_len(op, h, kh, stride[0], padding[:2], dilation[0])
     ow = _out_len(op, wd, kw, stride[1], padding[2:], dilation[1])
     _check_size(op, x, (kh, kw), padding, dilation, (oh, ow))
-    wp = wd + padding[2] + padding[3]
-    width = wp if stride == (1, 1) and 4 * (wp - ow) <= wp else ow  # wide rows (module doc)
     cols = bind(P_im2col, x, kernel=(kh, kw), stride=stride, padding=padding,
-                dilation=dilation, grid=(oh, width))                    # (C, kh, kw, N, OH, width)
-    m = n * oh * width
+                dilation=dilation, grid=(oh, ow))                       # (C, kh, kw, N, OH, OW)
+    m = n * oh * ow
     if groups == 1:
         out = matmul(mv.reshape(w, (oc, cg * kh * kw)), mv.reshape(cols, (c * kh * kw, m)))
     else:
@@ -209,10 +208,7 @@ def _conv(op, x, w, b, stride, padding, dilation, groups):
         out = mv.reshape(out, (oc, m))
     if b is not None:
         out = ew.add(out, mv.reshape(b, (oc, 1)))                        # (OC, M)
-    out = mv.reshape(out, (oc, n, oh, width))
-    if width != ow:
-        out = mv.getitem(out, (slice(None), slice(None), slice(None), slice(0, ow)))
-    return mv.permute(out, (1, 0, 2, 3))                                 # (N, OC, OH, OW)
+    return mv.permute(mv.reshape(out, (oc, n, oh, ow)), (1, 0, 2, 3))    # (N, OC, OH, OW)
 
 
 def _conv_args(op, input, weight, bias, groups, dims):
@@ -413,17 +409,6 @@ def _pool_grid(op, x, k, s, p, d, ceil_mode):
     return tuple(grid), tuple(pad)
 
 
-def _tiles(x, k, s, pad, d, grid):
-    """Windows that tile the image (stride == kernel, no padding or dilation) as the free
-    view (N, C, OH, kh, OW, kw); None when they don't."""
-    if s != k or d != (1, 1) or builtins.any(pad):
-        return None
-    oh, ow = grid
-    if x.shape[2] != oh * k[0] or x.shape[3] != ow * k[1]:
-        x = mv.getitem(x, (slice(None), slice(None), slice(0, oh * k[0]), slice(0, ow * k[1])))
-    return mv.reshape(x, x.shape[:2] + (oh, k[0], ow, k[1]))
-
-
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1,
                ceil_mode=False) -> Tensor:
     """Max over windows of (N, C, H, W) or (C, H, W) input; padding counts as -inf.
@@ -434,9 +419,6 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1,
     op = "max_pool2d"
     x, batched, k, s, p, d = _pool_args(op, input, kernel_size, stride, padding, dilation)
     grid, pad = _pool_grid(op, x, k, s, p, d, ceil_mode)
-    tiles = _tiles(x, k, s, pad, d, grid)
-    if tiles is not None:
-        return _unbatch(rd.amax(tiles, (3, 5)), batched)
     if builtins.any(pad):
         low = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
         x = mv.pad(x, (pad[2], pad[3], pad[0], pad[1]), value=low)
@@ -465,12 +447,8 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
     if x.dtype.kind != "f":
         x = ew.cast(x, np.result_type(x.dtype, np.float32))
     grid, pad = _pool_grid(op, x, k, s, p, (1, 1), ceil_mode)
-    tiles = _tiles(x, k, s, pad, (1, 1), grid)
-    if tiles is not None:
-        total = rd.sum(tiles, (3, 5))                                    # (N, C, OH, OW)
-    else:
-        cols = bind(P_im2col, x, kernel=k, stride=s, padding=pad, dilation=(1, 1), grid=grid)
-        total = mv.permute(rd.sum(cols, (1, 2)), (1, 0, 2, 3))
+    cols = bind(P_im2col, x, kernel=k, stride=s, padding=pad, dilation=(1, 1), grid=grid)
+    total = mv.permute(rd.sum(cols, (1, 2)), (1, 0, 2, 3))              # (N, C, OH, OW)
     if divisor_override is not None:
         return _unbatch(ew.mul(total, 1.0 / divisor_override), batched)
     div = np.outer(*[_avg_divisor(x.shape[2 + i], k[i], s[i], p[i], grid[i], count_include_pad)
