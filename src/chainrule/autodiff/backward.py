@@ -10,7 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..core import dispatch
+from ..core import sparse
 from ..core.dispatch import Node, user_site
+from ..core.sparse import RowSparseGrad
 from ..core.tensor import Tensor, _make
 from ..ops import elementwise as ew
 from . import anomaly
@@ -176,14 +178,14 @@ def _propagate(node: Node, g: Tensor, grads: dict, leaves: dict) -> None:
     for p, gi, inp in zip(node.parents, gins, node.inputs):
         if p is None or gi is None:
             continue
-        data = gi.data
+        data = gi.data if gi.__class__ is not RowSparseGrad else gi
         if data.shape != inp.shape or data.dtype != inp.dtype:
             raise RuntimeError(
                 f"internal error in the vjp rule of '{node.prim.name}': gradient "
                 f"{tuple(gi.shape)} {gi.dtype} for an input of {tuple(inp.shape)} {inp.dtype}")
         store = grads if p.__class__ is Node else leaves
         prev = store.get(p)
-        store[p] = gi if prev is None else ew.add(prev, gi)
+        store[p] = gi if prev is None else sparse.accumulate(prev, gi)
 
 
 # ------------------------------------------------------------------ public API
@@ -245,6 +247,10 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
     for t in dest:
         g = result.get(t._node if t._node is not None else t)
         if g is None:
+            continue
+        if g.__class__ is RowSparseGrad or t.grad.__class__ is RowSparseGrad:
+            g = g if create_graph else g.detach()
+            t.grad = g if t.grad is None else sparse.accumulate(t.grad, g)
             continue
         if not create_graph and g._node is not None:
             g = g.detach()

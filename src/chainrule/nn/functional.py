@@ -18,6 +18,7 @@ from ..ops import (binary_cross_entropy, binary_cross_entropy_with_logits, cross
                    gelu, l1_loss, logsigmoid, mse_loss, nll_loss, one_hot, pad, sigmoid, tanh)
 from ..ops.conv import (adaptive_avg_pool2d, avg_pool2d, conv1d, conv2d, conv_transpose2d, fold,
                         max_pool2d, unfold)
+from ..ops import movement
 from ..ops.creation import rand
 
 __all__ = [
@@ -328,8 +329,9 @@ def embedding(input, weight: Tensor, padding_idx: int | None = None,
               sparse: bool = False) -> Tensor:
     """Rows of ``weight`` (num, dim) picked by the integer ``input``: output input.shape +
     (dim,). The ``padding_idx`` row gets no gradient. With ``max_norm``, the picked rows
-    whose norm exceeds it are rescaled in place first. ``sparse`` is accepted for
-    PyTorch compatibility; the gradient is dense for now."""
+    whose norm exceeds it are rescaled in place first. With ``sparse``, the table's
+    gradient is a ``RowSparseGrad`` holding only the picked rows (for SGD, Adagrad and
+    SparseAdam), so a large table costs nothing per step beyond the rows used."""
     idx = input.data if isinstance(input, Tensor) else np.asarray(input)
     if idx.dtype.kind not in "iu":
         raise TypeError(f"embedding: indices must be an integer tensor, got {idx.dtype}, at "
@@ -340,7 +342,7 @@ def embedding(input, weight: Tensor, padding_idx: int | None = None,
                          f"{idx.max()}] but the table has {num} rows, at {user_site()}")
     if max_norm is not None:
         _renorm_rows(weight, idx, max_norm, norm_type)
-    rows = ops.getitem(weight, idx)  # (*idx.shape, dim)
+    rows = movement.embedding_rows(weight, idx, sparse)  # (*idx.shape, dim)
     if padding_idx is not None:
         pad_mask = idx == (padding_idx % num if padding_idx < 0 else padding_idx)
         if pad_mask.any():  # keep the value, drop the gradient at padding positions

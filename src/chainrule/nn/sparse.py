@@ -15,8 +15,9 @@ class Embedding(Module):
 
     ``padding_idx``: that row starts at zero and never receives a gradient.
     ``max_norm``: rows looked up with a larger ``norm_type``-norm are rescaled in place.
-    ``sparse``: accepted and stored for PyTorch compatibility; the gradient is dense for
-    now (a full (num_embeddings, embedding_dim) array).
+    ``sparse``: the gradient of ``weight`` is a ``RowSparseGrad`` with only the rows looked
+    up (optimizers that take it: ``SGD`` without momentum or weight decay, ``Adagrad``
+    without weight decay, ``SparseAdam``).
     """
 
     def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None,

@@ -20,7 +20,16 @@ def _as_list(tensors: TensorOrTensors) -> list[Tensor]:
 
 
 def _grads(parameters: TensorOrTensors) -> list[Tensor]:
-    return [p.grad for p in _as_list(parameters) if p.grad is not None]
+    """The gradient tensors; a row-sparse gradient is coalesced in place and stands for
+    its values (its norm is theirs, and scaling them scales it)."""
+    out = []
+    for p in _as_list(parameters):
+        if getattr(p.grad, "is_sparse", False):
+            p.grad = p.grad.coalesce()
+            out.append(p.grad.values)
+        elif p.grad is not None:
+            out.append(p.grad)
+    return out
 
 
 def get_total_norm(tensors: TensorOrTensors, norm_type: float = 2.0,

@@ -10,6 +10,7 @@ import numpy as np
 from .. import backend
 from ..core.dispatch import bind
 from ..core.primitive import defprim
+from ..core.sparse import RowSparseGrad
 from ..core.tensor import Tensor
 from . import elementwise as ew
 from ._util import const, norm_axis, scalar
@@ -150,6 +151,26 @@ P_index_put = defprim("index_put", _index_put_impl,
                       lambda t, out, x, src, *, index: index_put(
                           t[0] if t[0] is not None else zeros_like(x),
                           t[1] if t[1] is not None else scalar(0, x.dtype), index))
+
+
+def _embedding_vjp(g, out, w, *, index, sparse):
+    if sparse:  # only the touched rows: a RowSparseGrad
+        return (RowSparseGrad(index, reshape(g, (index.size,) + tuple(w.shape[1:])),
+                              w.shape),)
+    return (index_add(g, (index,), w.shape),)
+
+
+P_embedding = defprim(
+    "embedding", lambda w, *, index, sparse: w[index],
+    lambda w, *, index, sparse: (tuple(index.shape) + tuple(w.shape[1:]), w.dtype),
+    _embedding_vjp, lambda t, out, w, *, index, sparse: embedding_rows(t[0], index, sparse))
+
+
+def embedding_rows(weight: Tensor, index: np.ndarray, sparse: bool = False) -> Tensor:
+    """Rows of ``weight`` picked by the integer array ``index``: shape index.shape +
+    weight.shape[1:]. With ``sparse``, the gradient is a ``RowSparseGrad``."""
+    return bind(P_embedding, _t(weight), index=np.asarray(index, dtype=np.int64),
+                sparse=bool(sparse))
 
 
 def getitem(x, index) -> Tensor:

@@ -5,10 +5,10 @@ the optimizer classes run it under ``no_grad`` and copy the results into the par
 """
 from . import functional, lr_scheduler
 from .adagrad import Adagrad
-from .adam import Adam, AdamW
+from .adam import Adam, AdamW, SparseAdam
 from .optimizer import Optimizer
 from .rmsprop import RMSprop
 from .sgd import SGD
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "Adagrad", "RMSprop", "functional",
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "SparseAdam", "Adagrad", "RMSprop", "functional",
            "lr_scheduler"]

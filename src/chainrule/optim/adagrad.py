@@ -33,6 +33,11 @@ class Adagrad(Optimizer):
                 self.state[p] = {"step": 0, "sum": full_like(
                     p, group["initial_accumulator_value"])}
 
+    def _sparse_error(self, group: dict[str, Any]) -> str | None:
+        if group["weight_decay"] != 0:
+            return "Adagrad takes row-sparse gradients only without weight decay"
+        return None
+
     def _update(self, group: dict[str, Any], params: list[Tensor]) -> None:
         states = [self.state[p] for p in params]
         new_params, sums, steps = F.adagrad(

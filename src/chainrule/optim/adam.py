@@ -71,3 +71,44 @@ class AdamW(Adam):
                  maximize: bool = False) -> None:
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
                          decoupled_weight_decay=True)
+
+
+class SparseAdam(Adam):
+    """Adam for row-sparse gradients (``Embedding(sparse=True)``), as
+    ``torch.optim.SparseAdam``: only the rows a step touches have their moments and
+    values updated ("lazy" Adam); bias correction counts the parameter's steps, and
+    ``eps`` is added as PyTorch's SparseAdam adds it (``optim.functional.sparse_adam``)."""
+
+    def __init__(self, params: ParamsT, lr: float | Tensor = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, *,
+                 maximize: bool = False) -> None:
+        super().__init__(params, lr, betas, eps, maximize=maximize)
+
+    def _sparse_error(self, group: dict[str, Any]) -> str | None:
+        return None
+
+    def _update(self, group: dict[str, Any], params: list[Tensor]) -> None:
+        states = []
+        for p in params:
+            if not self.state[p]:
+                self.state[p].update(step=0, exp_avg=zeros_like(p), exp_avg_sq=zeros_like(p))
+            states.append(self.state[p])
+        beta1, beta2 = group["betas"]
+        new_params, ms, vs, steps = F.sparse_adam(
+            params, [p.grad for p in params], [s["exp_avg"] for s in states],
+            [s["exp_avg_sq"] for s in states], [s["step"] for s in states], lr=group["lr"],
+            beta1=beta1, beta2=beta2, eps=group["eps"], maximize=group["maximize"])
+        self._write(params, new_params)
+        for i, state in enumerate(states):
+            state["step"], state["exp_avg"], state["exp_avg_sq"] = steps[i], ms[i], vs[i]
+
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None and not getattr(p.grad, "is_sparse", False):
+                    raise RuntimeError(
+                        f"SparseAdam: a parameter of shape {tuple(p.shape)} has a dense "
+                        f"gradient; SparseAdam takes only row-sparse ones "
+                        f"(Embedding(sparse=True)); use Adam for the others, at "
+                        f"{user_site()}")
+        return super().step(closure)

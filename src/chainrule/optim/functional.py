@@ -139,6 +139,30 @@ def adam(params: Sequence[Tensor], grads: Sequence[Tensor], exp_avgs: Sequence[T
     return out_p, out_m, out_v, (out_max if amsgrad else None), out_steps
 
 
+def sparse_adam(params: Sequence[Tensor], grads: Sequence[Tensor],
+                exp_avgs: Sequence[Tensor], exp_avg_sqs: Sequence[Tensor],
+                steps: Sequence[int], *, lr: Hyper, beta1: Hyper = 0.9, beta2: Hyper = 0.999,
+                eps: Hyper = 1e-8, maximize: bool = False
+                ) -> tuple[list[Tensor], list[Tensor], list[Tensor], list[int]]:
+    """SparseAdam's rule, applied to the rows a gradient touches: Adam's moments, with
+    ``eps`` added to the root of the uncorrected second moment and the correction moved
+    into the step size (PyTorch's SparseAdam). Returns ``(params, exp_avgs,
+    exp_avg_sqs, steps)``."""
+    out_p, out_m, out_v, out_steps = [], [], [], []
+    for p, g, m, v, step in zip(params, grads, exp_avgs, exp_avg_sqs, steps, strict=True):
+        step = step + 1
+        b1, b2 = _like(beta1, p), _like(beta2, p)
+        g = -g if maximize else g
+        m = m + (g - m) * (1 - b1)
+        v = v + (g * g - v) * (1 - b2)
+        step_size = _like(lr, p) * (1 - b2 ** step) ** 0.5 / (1 - b1 ** step)
+        out_p.append(p - step_size * (m / (sqrt(v) + _like(eps, p))))
+        out_m.append(m)
+        out_v.append(v)
+        out_steps.append(step)
+    return out_p, out_m, out_v, out_steps
+
+
 def adagrad(params: Sequence[Tensor], grads: Sequence[Tensor], state_sums: Sequence[Tensor],
             steps: Sequence[int], *, lr: Hyper, lr_decay: Hyper = 0.0,
             weight_decay: Hyper = 0.0, eps: Hyper = 1e-10, maximize: bool = False

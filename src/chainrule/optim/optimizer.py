@@ -6,8 +6,9 @@ from collections import defaultdict
 from typing import Any, Callable, Iterable, Sequence
 
 from ..core.dispatch import enable_grad, no_grad, user_site
+from ..core.sparse import RowSparseGrad
 from ..core.tensor import Tensor
-from ..ops import cast, clone
+from ..ops import cast, clone, zeros_like
 
 ParamsT = Iterable[Tensor] | Iterable[dict[str, Any]]
 _UNORDERED = ("parameters must be in an ordered collection (a set's order changes between "
@@ -99,10 +100,49 @@ class Optimizer:
                 loss = closure()
         with no_grad():
             for group in self.param_groups:
-                params = [p for p in group["params"] if p.grad is not None]
+                params = [p for p in group["params"] if p.grad is not None
+                          and p.grad.__class__ is not RowSparseGrad]
                 if params:
                     self._update(group, params)
+                for p in group["params"]:
+                    if p.grad.__class__ is RowSparseGrad:
+                        self._update_rows(group, p)
         return loss
+
+    def _sparse_error(self, group: dict[str, Any]) -> str | None:
+        """Why this optimizer (with these options) cannot take a row-sparse gradient;
+        None if it can: then it updates only the touched rows, lazily."""
+        return "it has no row-sparse update; use SGD, Adagrad or SparseAdam"
+
+    def _update_rows(self, group: dict[str, Any], p: Tensor) -> None:
+        """The dense rule applied to the rows a ``RowSparseGrad`` touches: the rows of the
+        parameter and of its full-size state are gathered, updated by ``_update``, and
+        written back. Rows the gradient does not touch keep their values and state."""
+        why = self._sparse_error(group)
+        if why is not None:
+            raise RuntimeError(f"{self._name}: a parameter of shape {tuple(p.shape)} has a "
+                               f"row-sparse gradient (Embedding(sparse=True)), but {why}, "
+                               f"at {user_site()}")
+        g = p.grad.coalesce()
+        rows = g.indices
+        sub = Tensor(p.data[rows])
+        sub.grad = g.values.detach()
+        full = self.state[p]
+        self.state[sub] = {k: Tensor(v.data[rows]) if _full_size(v, p) else v
+                           for k, v in full.items()}
+        try:
+            self._update(group, [sub])
+            new = self.state.pop(sub)
+        finally:
+            self.state.pop(sub, None)
+        p[rows] = sub
+        for k, v in new.items():
+            if isinstance(v, Tensor) and v.shape == sub.shape:
+                if k not in full:
+                    full[k] = zeros_like(p)
+                full[k][rows] = v
+            else:
+                full[k] = v
 
     def _update(self, group: dict[str, Any], params: list[Tensor]) -> None:
         raise NotImplementedError(f"{self._name} does not implement _update or step")
@@ -164,6 +204,10 @@ class Optimizer:
             lines.append(f"Parameter Group {i}")
             lines += [f"    {k}: {group[k]}" for k in sorted(group) if k != "params"]
         return "\n".join(lines + [")"])
+
+
+def _full_size(v: Any, p: Tensor) -> bool:
+    return isinstance(v, Tensor) and v.shape == p.shape
 
 
 def _restore(p: Tensor, name: str, value: Any) -> Any:

@@ -34,6 +34,12 @@ class SGD(Optimizer):
                                       weight_decay=weight_decay, nesterov=nesterov,
                                       maximize=maximize))
 
+    def _sparse_error(self, group: dict[str, Any]) -> str | None:
+        if group["momentum"] != 0 or group["weight_decay"] != 0:
+            return ("SGD takes row-sparse gradients only without momentum and weight decay "
+                    "(those would move every row); use SparseAdam or a dense Embedding")
+        return None
+
     def _update(self, group: dict[str, Any], params: list[Tensor]) -> None:
         use_momentum = group["momentum"] != 0
         bufs = [self.state[p].get("momentum_buffer") if use_momentum else None
