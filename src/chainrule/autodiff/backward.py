@@ -256,8 +256,8 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
             g = g.detach()
         if t.grad is None:
             t.grad = _owned(g, taken)
-        elif create_graph or t.grad._node is not None:
-            t.grad = ew.add(t.grad, g)
+        elif create_graph or t.grad._node is not None or dispatch._interpreters:
+            t.grad = ew.add(t.grad, g)  # functional: recorded, or seen by interpreters
         else:
             np.add(t.grad.data, g.data, out=t.grad.data)
 

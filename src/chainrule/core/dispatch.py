@@ -110,7 +110,8 @@ def lower(interp: Interpreter, prim: Primitive, args: tuple, params: dict) -> Te
 
 
 _interpreters: list[Interpreter] = []
-_regions: list = []  # active checkpoint regions (autodiff/checkpoint.py), innermost last
+_regions: list = []  # active checkpoint regions (autodiff/memory.py), innermost last
+_traces: list = []   # active jit traces (compile/trace.py), innermost last
 
 
 @contextlib.contextmanager
@@ -248,6 +249,17 @@ def _record(prim: Primitive, args: tuple, params: dict, out: Tensor) -> None:
         node.saved.append((out._version, out._version[0], -1))
 
 
+def mark_view(prim: Primitive, params: dict, src: Tensor, out: Tensor) -> None:
+    """``out`` is a view of ``src``: it shares the version counter and remembers the view
+    ops that lead from the base to it."""
+    out._version = src._version
+    if src._base is None:
+        out._base, out._view_steps = src, ((prim, params),)
+    else:  # a view of a view: remember the whole path from the base
+        out._base, out._view_steps = src._base, src._view_steps + ((prim, params),)
+    out._view_epoch = src._version[2]
+
+
 def refresh_view(v: Tensor) -> None:
     """Rebase a view whose base was changed in place while recording: its node is taken
     again from the base's current node (PyTorch regenerates a view's grad_fn the same way)."""
@@ -285,13 +297,7 @@ def bind(prim: Primitive, *args: Tensor, **params) -> Tensor:
         out.grad = out._node = out._hooks = out._base = None
         out._version = [0, None, 0]
         if prim.view and data.base is not None and xp.may_share_memory(data, args[0].data):
-            src = args[0]
-            out._version = src._version          # views share the version counter
-            if src._base is None:
-                out._base, out._view_steps = src, ((prim, params),)
-            else:  # a view of a view: remember the whole path from the base
-                out._base, out._view_steps = src._base, src._view_steps + ((prim, params),)
-            out._view_epoch = src._version[2]
+            mark_view(prim, params, args[0], out)
     if _mode.grad and prim.vjp is not None:
         for a in args:
             if a.requires_grad:

@@ -179,6 +179,8 @@ class Tensor:
     __hash__ = object.__hash__
 
     def __repr__(self) -> str:
+        if self.data.__class__ is not np.ndarray:  # traced by jit: no values yet
+            return f"Tracer(shape={tuple(self.data.shape)}, dtype={self.data.dtype})"
         body = np.array2string(self.data, separator=", ", prefix="tensor(",
                                precision=4, floatmode="maxprec_equal")
         extra = ""

@@ -18,7 +18,7 @@ def const(value, like=None) -> Tensor:
         kind = dt.kind
         weak = kind == "f" or (kind in "iu" and cls is not float) or (kind == "b" and cls is bool)
         if not weak:
-            dt = backend.result_type(like.data, value)
+            dt = backend.result_type(like.data.dtype, value)
         return scalar(value, dt)
     return _make(backend.asarray(value))
 

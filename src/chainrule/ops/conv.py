@@ -1,11 +1,11 @@
 """Convolution and pooling, built on two linear primitive rows: ``im2col`` and ``col2im``.
 
 ``im2col`` copies every window of a zero-padded (N, C, H, W) image into a contiguous
-array of shape (C, kh, kw, N, OH, OW); ``col2im`` is its transpose, a scatter-add of
+array of shape (C, kh, kw, OH, OW, N); ``col2im`` is its transpose, a scatter-add of
 such an array back onto the image, done as kh * kw strided slice adds. Each is the
 other's vjp, and each its own jvp (both are linear). Everything else is composed:
 
-* ``conv2d`` = im2col, one GEMM ``(OC, C*kh*kw) @ (C*kh*kw, N*OH*OW)`` and a bias add;
+* ``conv2d`` = im2col, one GEMM ``(OC, C*kh*kw) @ (C*kh*kw, OH*OW*N)`` and a bias add;
   its gradients are the matmul rule's two GEMMs and a col2im.
 * ``conv_transpose2d`` = one GEMM and a col2im; ``conv1d`` is a conv2d of height 1.
 * ``max_pool2d`` / ``avg_pool2d`` reduce the im2col array over its kernel axes (NumPy
@@ -13,14 +13,14 @@ other's vjp, and each its own jvp (both are linear). Everything else is composed
   ``adaptive_avg_pool2d`` is a product with two averaging matrices (an avg_pool2d when
   the sizes divide).
 
-Layout. Channels come first in memory (CNHW): the GEMM rows are channels and its
-columns are the N*OH*OW output pixels, so the GEMM output is already the result in
-CNHW memory (returned as an NCHW view), the bias gradient is a contiguous row sum, the
-windows of one (channel, kernel offset) are one contiguous block of the im2col array,
-and later convolutions and pools read such inputs without a transpose. (Measured
-against a channels-last (NHWC) layout and against "wide rows" that take windows at
-every padded column to lengthen the inner loops: both were slower; see
-benchmarks/conv_bench.py.)
+Layout. Inside, images are kept channels first and batch last in memory (CHWN; the
+tensors are NCHW views of it, as in PyTorch's API). The GEMM rows are channels and its
+columns the OH*OW*N output pixels, so its output already is the result in CHWN memory,
+and the bias gradient is a contiguous row sum. With the batch innermost, the windows of
+one image row for all N images are one contiguous run of memory, so the im2col copy and
+the col2im adds run inner loops of OW*N elements (for stride 1) rather than OW: 2-4x
+faster than channels-first-batch-second (CNHW) here, which was itself faster than
+channels-last (NHWC); see benchmarks/conv_bench.py.
 """
 from __future__ import annotations
 
@@ -53,11 +53,11 @@ def _check_grid(hw, padding, grid, kernel, stride, dilation):
 
 
 def _buffer(shape_nchw, dtype, padding):
-    """A zero padded (C, N, Hp, Wp) buffer and the (C, N, H, W) view of its interior."""
+    """A zero padded (C, Hp, Wp, N) buffer and the (N, C, H, W) view of its interior."""
     n, c, h, w = shape_nchw
     pt, pb, pl, pr = padding
-    buf = np.zeros((c, n, h + pt + pb, w + pl + pr), dtype)
-    return buf, buf[:, :, pt:pt + h, pl:pl + w]
+    buf = np.zeros((c, h + pt + pb, w + pl + pr, n), dtype)
+    return buf, buf[:, pt:pt + h, pl:pl + w].transpose(3, 0, 1, 2)
 
 
 def _window_strides(x, stride, dilation):
@@ -71,33 +71,37 @@ def _im2col_impl(x, *, kernel, stride, padding, dilation, grid):
     _check_grid((h, w), padding, grid, kernel, stride, dilation)
     if any(padding):
         buf, inner = _buffer(x.shape, x.dtype, padding)
-        inner[...] = x.transpose(1, 0, 2, 3)
-        x = buf.transpose(1, 0, 2, 3)
+        inner[...] = x
+        x = buf.transpose(3, 0, 1, 2)
     ki, kj, oi, oj = _window_strides(x, stride, dilation)
-    windows = as_strided(x, (c,) + tuple(kernel) + (n,) + tuple(grid),
-                         (x.strides[1], ki, kj, x.strides[0], oi, oj), writeable=False)
-    return np.ascontiguousarray(windows)  # (C, kh, kw, N, OH, OW): the im2col copy
+    windows = as_strided(x, (c,) + tuple(kernel) + tuple(grid) + (n,),
+                         (x.strides[1], ki, kj, oi, oj, x.strides[0]), writeable=False)
+    return np.ascontiguousarray(windows)  # (C, kh, kw, OH, OW, N): the im2col copy
 
 
 def _col2im_impl(g, *, size, kernel, stride, padding, dilation):
-    c, kh, kw, n, oh, ow = g.shape
+    c, kh, kw, oh, ow, n = g.shape
     _check_grid(size, padding, (oh, ow), kernel, stride, dilation)
     buf, inner = _buffer((n, c) + tuple(size), g.dtype, padding)
     (sh, sw), (dh, dw) = stride, dilation
+    disjoint = (kh - 1) * dh < sh and (kw - 1) * dw < sw  # windows don't overlap (pooling)
     for i in range(kh):
         for j in range(kw):  # each (i, j) hits distinct pixels: a plain strided add
-            dst = buf[:, :, i * dh:i * dh + (oh - 1) * sh + 1:sh,
+            dst = buf[:, i * dh:i * dh + (oh - 1) * sh + 1:sh,
                       j * dw:j * dw + (ow - 1) * sw + 1:sw]
-            np.add(dst, g[:, i, j], out=dst)
-    return inner.transpose(1, 0, 2, 3)  # (N, C, H, W), in CNHW memory
+            if disjoint or i == j == 0:
+                np.copyto(dst, g[:, i, j])  # nothing written there yet: half the traffic
+            else:
+                np.add(dst, g[:, i, j], out=dst)
+    return inner  # (N, C, H, W), in CHWN memory
 
 
 def _im2col_rule(x, *, kernel, stride, padding, dilation, grid):
-    return (x.shape[1],) + tuple(kernel) + (x.shape[0],) + tuple(grid), x.dtype
+    return (x.shape[1],) + tuple(kernel) + tuple(grid) + (x.shape[0],), x.dtype
 
 
 def _col2im_rule(g, *, size, kernel, stride, padding, dilation):
-    return (g.shape[3], g.shape[0]) + tuple(size), g.dtype
+    return (g.shape[5], g.shape[0]) + tuple(size), g.dtype
 
 
 P_im2col = defprim(
@@ -107,7 +111,7 @@ P_im2col = defprim(
 
 P_col2im = defprim(
     "col2im", _col2im_impl, _col2im_rule,
-    lambda g, out, c, **p: (bind(P_im2col, g, grid=tuple(c.shape[4:]), **_geom(p)),),
+    lambda g, out, c, **p: (bind(P_im2col, g, grid=tuple(c.shape[3:5]), **_geom(p)),),
     lambda t, out, c, **p: bind(P_col2im, t[0], **p))
 
 
@@ -162,7 +166,7 @@ def _unbatch(out, batched):
 def _same_dtype(*ts):
     """The tensors cast to their common dtype (None entries pass through)."""
     real = [t for t in ts if t is not None]
-    dt = np.result_type(*[t.data for t in real])
+    dt = np.result_type(*[t.dtype for t in real])
     if dt.kind not in "fc":
         dt = np.result_type(dt, np.float32)
     return tuple(None if t is None else ew.cast(t, dt) for t in ts)
@@ -198,7 +202,7 @@ def _conv(op, x, w, b, stride, padding, dilation, groups):
     ow = _out_len(op, wd, kw, stride[1], padding[2:], dilation[1])
     _check_size(op, x, (kh, kw), padding, dilation, (oh, ow))
     cols = bind(P_im2col, x, kernel=(kh, kw), stride=stride, padding=padding,
-                dilation=dilation, grid=(oh, ow))                       # (C, kh, kw, N, OH, OW)
+                dilation=dilation, grid=(oh, ow))                       # (C, kh, kw, OH, OW, N)
     m = n * oh * ow
     if groups == 1:
         out = matmul(mv.reshape(w, (oc, cg * kh * kw)), mv.reshape(cols, (c * kh * kw, m)))
@@ -208,7 +212,7 @@ def _conv(op, x, w, b, stride, padding, dilation, groups):
         out = mv.reshape(out, (oc, m))
     if b is not None:
         out = ew.add(out, mv.reshape(b, (oc, 1)))                        # (OC, M)
-    return mv.permute(mv.reshape(out, (oc, n, oh, ow)), (1, 0, 2, 3))    # (N, OC, OH, OW)
+    return mv.permute(mv.reshape(out, (oc, oh, ow, n)), (3, 0, 1, 2))    # (N, OC, OH, OW)
 
 
 def _conv_args(op, input, weight, bias, groups, dims):
@@ -328,13 +332,13 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
         _fail(op, f"the output size {size} for input {_desc(x)} and weight {_desc(w)} is "
                   f"not positive (padding {pad})")
     m, cg = n * h * wd, c // groups
-    x2 = mv.reshape(mv.permute(x, (1, 0, 2, 3)), (c, m))                 # (C, N*H*W)
+    x2 = mv.reshape(mv.permute(x, (1, 2, 3, 0)), (c, m))                 # (C, H*W*N)
     if groups == 1:
         cols = matmul(mv.transpose(mv.reshape(w, (c, ocg * kh * kw)), 0, 1), x2)
     else:
         wg = mv.transpose(mv.reshape(w, (groups, cg, ocg * kh * kw)), 1, 2)
         cols = matmul(wg, mv.reshape(x2, (groups, cg, m)))              # (G, OCg*kh*kw, M)
-    cols = mv.reshape(cols, (oc, kh, kw, n, h, wd))
+    cols = mv.reshape(cols, (oc, kh, kw, h, wd, n))
     out = bind(P_col2im, cols, size=size, kernel=(kh, kw), stride=stride,
                padding=(pad[0], pad[0], pad[1], pad[1]), dilation=dilation)  # (N, OC, Ho, Wo)
     if b is not None:
@@ -359,7 +363,7 @@ def unfold(input, kernel_size, dilation=1, padding=0, stride=1) -> Tensor:
     _check_size(op, x, k, pad, d, grid)
     cols = bind(P_im2col, x, kernel=k, stride=s, padding=pad, dilation=d, grid=grid)
     n, c = x.shape[:2]
-    return mv.reshape(mv.permute(cols, (3, 0, 1, 2, 4, 5)),
+    return mv.reshape(mv.permute(cols, (5, 0, 1, 2, 3, 4)),
                       (n, c * k[0] * k[1], grid[0] * grid[1]))
 
 
@@ -378,7 +382,7 @@ def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1) -> Te
         _fail(op, f"expected an input (N, C * {k[0]} * {k[1]}, {grid[0] * grid[1]}) for "
                   f"output_size {size}, got {_desc(x)}")
     n, c = x.shape[0], x.shape[1] // (k[0] * k[1])
-    cols = mv.permute(mv.reshape(x, (n, c) + k + grid), (1, 2, 3, 0, 4, 5))
+    cols = mv.permute(mv.reshape(x, (n, c) + k + grid), (1, 2, 3, 4, 5, 0))
     return bind(P_col2im, cols, size=size, kernel=k, stride=s, padding=pad, dilation=d)
 
 # ---------------------------------------------------------------- pooling
@@ -423,8 +427,8 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1,
         low = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
         x = mv.pad(x, (pad[2], pad[3], pad[0], pad[1]), value=low)
     cols = bind(P_im2col, x, kernel=k, stride=s, padding=(0, 0, 0, 0), dilation=d, grid=grid)
-    out = rd.amax(cols, (1, 2))                                          # (C, N, OH, OW)
-    return _unbatch(mv.permute(out, (1, 0, 2, 3)), batched)
+    out = rd.amax(cols, (1, 2))                                          # (C, OH, OW, N)
+    return _unbatch(mv.permute(out, (3, 0, 1, 2)), batched)
 
 
 def _avg_divisor(n, k, s, p, o, count_include_pad):
@@ -448,7 +452,7 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
         x = ew.cast(x, np.result_type(x.dtype, np.float32))
     grid, pad = _pool_grid(op, x, k, s, p, (1, 1), ceil_mode)
     cols = bind(P_im2col, x, kernel=k, stride=s, padding=pad, dilation=(1, 1), grid=grid)
-    total = mv.permute(rd.sum(cols, (1, 2)), (1, 0, 2, 3))              # (N, C, OH, OW)
+    total = mv.permute(rd.sum(cols, (1, 2)), (3, 0, 1, 2))              # (N, C, OH, OW)
     if divisor_override is not None:
         return _unbatch(ew.mul(total, 1.0 / divisor_override), batched)
     div = np.outer(*[_avg_divisor(x.shape[2 + i], k[i], s[i], p[i], grid[i], count_include_pad)

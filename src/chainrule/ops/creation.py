@@ -4,11 +4,14 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend
+from ..core import dispatch
 from ..core.tensor import Tensor
 
 
 def _finish(data, requires_grad) -> Tensor:
     t = Tensor(data)
+    if dispatch._traces:  # made while jit traces: a constant of the graph
+        dispatch._traces[-1].created(t.data)
     if requires_grad:
         t.requires_grad_(True)
     return t
@@ -142,6 +145,13 @@ def manual_seed(seed: int) -> Generator:
 
 
 def _rng(generator):
+    if dispatch._traces:
+        from ..core.abstract import TracerError
+        raise TracerError(
+            f"jit: random numbers drawn while tracing would be frozen into the compiled "
+            f"graph (the same values at every call); draw them outside and pass them in "
+            f"(a dropout mask, noise), or call the function without jit, at "
+            f"{dispatch.user_site()}")
     return (generator or default_generator).rng
 
 

@@ -273,7 +273,7 @@ def _prep(name, a, b):
     if not isinstance(b, Tensor):
         b = const(b, a)
     if a.data.dtype != b.data.dtype:
-        dt = np.result_type(a.data, b.data)
+        dt = np.result_type(a.data.dtype, b.data.dtype)
         if a.data.dtype != dt:
             a = cast(a, dt)
         if b.data.dtype != dt:

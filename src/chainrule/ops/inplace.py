@@ -81,7 +81,8 @@ def _inplace_recorded(x: Tensor, fn, other, name: str) -> None:
     res = fn(_replay(old, steps), other)
     _check_result(x, res, name)
     new_base = _put(old, steps, ew.cast(res, x.dtype))
-    np.copyto(base.data, new_base.data)
+    if new_base.data.__class__ is np.ndarray:  # (under jit, _moved rebinds the tracer)
+        np.copyto(base.data, new_base.data)
     base._node, base.requires_grad = new_base._node, new_base.requires_grad
     base._version[2] += 1  # views taken before now get rebased when next used
     _moved(base, new_base)

@@ -69,7 +69,7 @@ def matmul(a, b) -> Tensor:
         raise ValueError(f"matmul: {tuple(a.shape)} @ {tuple(b.shape)} — inner dimensions "
                          f"{k_a} and {k_b} differ, at {dispatch.user_site()}")
     if a.dtype != b.dtype:
-        dt = np.result_type(a.data, b.data)
+        dt = np.result_type(a.dtype, b.dtype)
         a, b = ew.cast(a, dt), ew.cast(b, dt)
     return bind(P_matmul, a, b)
 
@@ -175,7 +175,7 @@ def einsum(equation: str, *operands) -> Tensor:
     if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
         operands = tuple(operands[0])
     ops = [o if isinstance(o, Tensor) else const(o) for o in operands]
-    dt = np.result_type(*[o.data for o in ops])
+    dt = np.result_type(*[o.dtype for o in ops])
     ops = [ew.cast(o, dt) for o in ops]
     eq = _parse_einsum(equation, [o.shape for o in ops])
     return bind(P_einsum, *ops, equation=eq)

@@ -257,7 +257,7 @@ def cat(tensors, dim=0, *, axis=None) -> Tensor:
     tensors = [_t(t) for t in tensors]
     if not tensors:
         raise ValueError("cat: expected a non-empty list of tensors")
-    dt = np.result_type(*[t.data for t in tensors])
+    dt = np.result_type(*[t.dtype for t in tensors])
     tensors = [ew.cast(t, dt) for t in tensors]
     ax = norm_axis(dim if axis is None else axis, tensors[0].ndim, "cat")[0]
     return bind(P_cat, *tensors, axis=ax)

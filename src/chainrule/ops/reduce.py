@@ -72,7 +72,7 @@ def _prod_others(out, x, axis, keepdims):
     """
     out_b = _spread(out, x, axis, keepdims)
     zero = ew.eq(x, 0)
-    if not np.any(zero.data):
+    if isinstance(zero.data, np.ndarray) and not np.any(zero.data):  # else: traced
         return ew.div(out_b, x)
     safe = ew.where(zero, 1, x)
     nonzeros = mv.broadcast_to(prod(safe, axis, keepdim=True), x.shape)

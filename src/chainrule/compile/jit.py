@@ -1,0 +1,202 @@
+"""``jit``: trace a function once per input signature, optimize the graph, run it fast.
+
+    step = cr.jit(train_step)        # forward, backward() and optimizer.step() inside
+    loss = step(x, y)                # traced and compiled at the first call
+    print(step.lower(x, y))          # the graph before and after each pass
+
+The signature is the pytree structure of the arguments, the shape and dtype of every
+tensor in them, the values of the other leaves (numbers, strings) and of the
+``static_argnums`` arguments. A new signature traces again. Python numbers read inside
+the function (a learning rate in a float) are constants of the trace: pass values that
+change as tensors or arguments.
+
+Inside a transform or another trace, or when an argument requires grad and recording
+is on, the jitted function runs as ordinary ops (inlined), so ``grad(jit(f))`` and
+``jit(grad(f))`` both work; the compiled fast path is for calls at the top level.
+"""
+from __future__ import annotations
+
+import functools
+import time
+import warnings
+
+import numpy as np
+
+from ..core import dispatch
+from ..core.dispatch import user_site
+from ..core.tensor import Tensor, _make
+from ..tree import tree_flatten, tree_unflatten
+from .execute import Program
+from .ir import Graph, Var
+from .passes import PIPELINE
+from .trace import trace
+
+__all__ = ["jit", "make_graph", "JittedFunction", "Lowered", "optimize"]
+
+
+def optimize(graph: Graph, passes: dict | None = None, stages: list | None = None) -> Graph:
+    """Run the pass pipeline; ``passes`` maps a pass name to False to skip it.
+    ``stages``, if given, collects (name, graph) after each pass."""
+    passes = passes or {}
+    unknown = set(passes) - {name for name, _ in PIPELINE}
+    if unknown:
+        raise ValueError(f"jit: unknown passes {sorted(unknown)}; the passes are "
+                         f"{[n for n, _ in PIPELINE]}")
+    for name, fn in PIPELINE:
+        if passes.get(name, True):
+            graph = fn(graph)
+            if stages is not None:
+                stages.append((name, graph))
+    return graph
+
+
+class Lowered:
+    """A traced signature: the graph after tracing and after each pass."""
+
+    def __init__(self, stages: list, seconds: float):
+        self.stages = stages
+        self.seconds = seconds
+
+    @property
+    def graph(self) -> Graph:
+        return self.stages[-1][1]
+
+    def counts(self) -> list:
+        """(stage, equation count) pairs."""
+        return [(name, len(g)) for name, g in self.stages]
+
+    def __str__(self) -> str:
+        parts = []
+        for name, g in self.stages:
+            parts.append(f"== after {name}: {len(g)} equations ==\n{g}")
+        return "\n\n".join(parts)
+
+
+def make_graph(fn, static_argnums=()):
+    """``make_graph(fn)(*args)`` traces ``fn`` and returns its Graph, unoptimized."""
+    jf = JittedFunction(fn, static_argnums)
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        return jf._trace(args, kwargs)[0]
+    return wrapper
+
+
+class _Entry:
+    """One compiled signature."""
+
+    def __init__(self, program, captured, writes, grads, outs, out_def, differentiable,
+                 lowered):
+        self.program, self.captured, self.writes, self.grads = program, captured, writes, grads
+        self.outs, self.out_def = outs, out_def
+        self.differentiable = differentiable
+        self.lowered = lowered
+
+
+class JittedFunction:
+    def __init__(self, fn, static_argnums=(), passes: dict | None = None):
+        self.fn = fn
+        self.static = ((static_argnums,) if isinstance(static_argnums, int)
+                       else tuple(static_argnums))
+        self.passes = passes
+        self.cache: dict = {}
+        self._warned = False
+        functools.update_wrapper(self, fn)
+
+    # ---------------------------------------------------------- signature
+    def _split(self, args, kwargs):
+        n = len(args)
+        static = tuple(a % n for a in self.static if -n <= a < n)
+        dyn = tuple(a for i, a in enumerate(args) if i not in static)
+        leaves, td = tree_flatten((dyn, kwargs))
+        slots = [i for i, x in enumerate(leaves) if isinstance(x, Tensor)]
+        try:
+            key = (td, tuple((i, args[i]) for i in static),
+                   tuple((x.shape, x.dtype.str) if isinstance(x, Tensor) else (type(x), x)
+                         for x in leaves))
+            hash(key)
+        except TypeError:
+            raise TypeError(f"jit: static arguments and non-tensor leaves must be hashable "
+                            f"(got {[type(args[i]).__name__ for i in static]}), at "
+                            f"{user_site()}") from None
+        return static, leaves, td, slots, key
+
+    def _rebuild(self, static, args):
+        def call(dyn, kwargs):
+            it = iter(dyn)
+            full = [args[i] if i in static else next(it) for i in range(len(args))]
+            return self.fn(*full, **kwargs)
+        return call
+
+    def _trace(self, args, kwargs):
+        static, leaves, td, slots, key = self._split(args, kwargs)
+        call = self._rebuild(static, args)
+        (dyn, kw) = tree_unflatten(td, leaves)
+        return trace(lambda *d, **k: call(d, k), dyn, kw,
+                     [i for i in slots]), key, slots, leaves
+
+    # ------------------------------------------------------------- calls
+    def lower(self, *args, **kwargs) -> Lowered:
+        """Trace and optimize for these arguments; the stages show each pass."""
+        t0 = time.perf_counter()
+        (graph, *_), *_ = self._trace(args, kwargs)
+        stages = [("trace", graph)]
+        optimize(graph, self.passes, stages)
+        return Lowered(stages, time.perf_counter() - t0)
+
+    def _compile(self, args, kwargs) -> _Entry:
+        t0 = time.perf_counter()
+        (graph, captured, writes, grads, (outs, out_def)), key, slots, leaves = \
+            self._trace(args, kwargs)
+        stages = [("trace", graph)]
+        opt = optimize(graph, self.passes, stages)
+        differentiable = graph.meta["differentiable"]
+        entry = _Entry(Program(opt), captured, writes, grads, outs, out_def, differentiable,
+                       Lowered(stages, time.perf_counter() - t0))
+        self.cache[key] = entry
+        return entry
+
+    def __call__(self, *args, **kwargs):
+        if dispatch._interpreters or (dispatch._mode.grad and any(
+                isinstance(x, Tensor) and x.requires_grad
+                for x in tree_flatten((args, kwargs))[0])):
+            return self.fn(*args, **kwargs)  # inside a transform or a trace: inline
+        static, leaves, td, slots, key = self._split(args, kwargs)
+        entry = self.cache.get(key)
+        if entry is None:
+            entry = self._compile(args, kwargs)
+        if entry.differentiable and dispatch._mode.grad:
+            if not self._warned:
+                self._warned = True
+                warnings.warn(
+                    f"jit({getattr(self.fn, '__name__', 'fn')}): its outputs need gradients "
+                    f"with respect to tensors it reads (parameters), so it runs eagerly to "
+                    f"record them; jit the whole training step (loss, backward, update), "
+                    f"or call it under no_grad for inference", stacklevel=2)
+            return self.fn(*args, **kwargs)
+        inputs = [leaves[i].data for i in slots] + [t.data for t in entry.captured]
+        results = entry.program.run(inputs)
+        n_out = sum(isinstance(v, Var) for v in entry.outs)
+        n_w = len(entry.writes)
+        targets = [t.data for t, _ in entry.writes]
+        out_arrays = results[:n_out]
+        if targets:  # outputs that alias a buffer about to be overwritten are copied
+            out_arrays = [a.copy() if any(np.may_share_memory(a, b) for b in targets) else a
+                          for a in out_arrays]
+        for (t, _), arr in zip(entry.writes, results[n_out:n_out + n_w]):
+            np.copyto(t.data, arr)
+            t._version[0] += 1
+        gi = iter(results[n_out + n_w:])
+        for t, v in entry.grads:
+            t.grad = None if v is None else _make(next(gi))
+        it = iter(out_arrays)
+        outs = [_make(next(it)) if isinstance(v, Var) else v for v in entry.outs]
+        return tree_unflatten(entry.out_def, outs)
+
+
+def jit(fn=None, *, static_argnums=(), passes: dict | None = None):
+    """Compile ``fn``: ``jit(fn)``, or ``@jit(static_argnums=(1,))`` as a decorator.
+    ``passes`` turns optimization passes off by name, e.g. ``{"fuse": False}``."""
+    if fn is None:
+        return lambda f: JittedFunction(f, static_argnums, passes)
+    return JittedFunction(fn, static_argnums, passes)

@@ -1,0 +1,149 @@
+"""Tracing: run a function on abstract tensors and record the ops it binds as a Graph.
+
+``Trace`` is an interpreter (see ``core.dispatch``). Every op reaches ``process``, which
+records an equation and returns a new tracer: a Tensor whose ``data`` is a
+``ShapedArray`` carrying its graph variable. Tape recording still happens in ``bind``,
+so ``backward()``, ``autograd.grad`` and the transforms inside the function are traced
+too: backward, its rules and the optimizer update all land in one graph.
+
+Concrete tensors the function reads but did not receive as arguments (a model's
+parameters, optimizer state, a tensor it closes over) are *captured*: they become extra
+graph inputs, read by reference at every call. Read-only arrays (cached scalars) and
+arrays created while tracing become constants. A captured tensor written in place is a
+*write*: its final value is an extra output, copied back into its buffer after each
+call. A captured tensor whose ``.grad`` the function sets (``backward()``) gets that
+gradient as an extra output too. While tracing, both are rebound to tracers, and
+restored when the trace ends.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..core import dispatch
+from ..core.abstract import ShapedArray, TracerError
+from ..core.dispatch import Interpreter
+from ..core.tensor import Tensor, _make
+from .ir import Eqn, Graph, Var, constant
+
+
+class Trace(Interpreter):
+    def __init__(self):
+        self.eqns: list[Eqn] = []
+        self.vars: set[int] = set()        # ids of the Vars this trace defined
+        self.captured: dict[int, tuple] = {}  # id(tensor) -> (tensor, Var)
+        self.consts: dict[int, Var] = {}      # id(array) -> constant Var
+        self.local: dict[int, np.ndarray] = {}  # arrays created while tracing
+        self.written: dict[int, tuple] = {}   # id(tensor) -> (tensor, its real array)
+        self.grads: dict[int, tuple] = {}     # id(tensor) -> (tensor, .grad before)
+
+    # ------------------------------------------------------------- values
+    def tracer(self, shape, dtype) -> Tensor:
+        var = Var(shape, dtype)
+        self.vars.add(var.id)
+        return _make(ShapedArray(shape, dtype, var))
+
+    def read(self, t: Tensor) -> Var:
+        d = t.data
+        if d.__class__ is ShapedArray:
+            if d.var is None or d.var.id not in self.vars:
+                raise TracerError(
+                    f"jit: a traced tensor ({d.shape} {d.dtype}) from another trace was "
+                    f"used here; it escaped its function (stored in a global or an "
+                    f"attribute?), at {dispatch.user_site()}")
+            return d.var
+        return self.capture(t)
+
+    def capture(self, t: Tensor) -> Var:
+        e = self.captured.get(id(t))
+        if e is not None:
+            return e[1]
+        arr = t.data
+        if not arr.flags.writeable or id(arr) in self.local:
+            v = self.consts.get(id(arr))
+            if v is None:
+                v = self.consts[id(arr)] = constant(arr)
+            return v
+        v = Var(arr.shape, arr.dtype)
+        self.captured[id(t)] = (t, v)
+        self.grads.setdefault(id(t), (t, t.grad))
+        return v
+
+    def created(self, arr: np.ndarray) -> None:
+        """A creation op made ``arr`` while tracing: it is a constant of the graph."""
+        self.local[id(arr)] = arr
+
+    # ------------------------------------------------------------ the hook
+    def process(self, prim, args, params):
+        ins = tuple(self.read(a) for a in args)
+        shape, dtype = prim.shape(*[a.data for a in args], **params)
+        out = self.tracer(shape, dtype)
+        self.eqns.append(Eqn(prim, ins, params, out.data.var))
+        if prim.view:  # views keep their path to the base, so in-place ops on them work
+            dispatch.mark_view(prim, params, args[0], out)
+        return out
+
+    def inplace(self, x: Tensor, new: Tensor) -> None:
+        if x.data.__class__ is np.ndarray:
+            if id(x.data) not in self.local:
+                self.read(x)  # its value before the write is an input
+                self.written.setdefault(id(x), (x, x.data))
+        x.data = new.data if new.data.__class__ is ShapedArray else self.tracer_of(new)
+
+    def tracer_of(self, t: Tensor) -> ShapedArray:
+        return ShapedArray(t.shape, t.dtype, self.read(t))
+
+
+def trace(fn, args: tuple, kwargs: dict, tensor_slots: list):
+    """Trace ``fn(*args, **kwargs)`` with the tensors at ``tensor_slots`` (positions in
+    the flat argument list) replaced by tracers. Returns the graph and the bookkeeping
+    the runner needs: captured tensors (extra inputs), written tensors and gradients
+    (extra outputs) and the output structure."""
+    from ..tree import tree_flatten, tree_unflatten
+    tr = Trace()
+    leaves, td = tree_flatten((args, kwargs))
+    inputs = []
+    for i in tensor_slots:
+        t = tracer = tr.tracer(leaves[i].shape, leaves[i].dtype)
+        inputs.append(t.data.var)
+        leaves[i] = tracer
+    a, k = tree_unflatten(td, leaves)
+    dispatch._interpreters.append(tr)
+    dispatch._traces.append(tr)
+    try:
+        out = fn(*a, **k)
+        out_leaves, out_def = tree_flatten(out)
+        outs = []
+        for o in out_leaves:
+            if isinstance(o, Tensor):
+                outs.append(tr.read(o))
+            elif isinstance(o, (int, float, bool, str, type(None))):
+                outs.append(o)
+            else:
+                raise TracerError(f"jit: the function returned a {type(o).__name__}; return "
+                                  f"tensors, numbers or pytrees of them")
+        writes = [(t, t.data.var if t.data.__class__ is ShapedArray else tr.read(t))
+                  for t, _ in tr.written.values()]
+        grads = []
+        for t, before in tr.grads.values():
+            g = t.grad
+            if g is before:
+                continue
+            if g is None or isinstance(g, Tensor):
+                grads.append((t, None if g is None else tr.read(g)))
+    finally:
+        dispatch._interpreters.remove(tr)
+        dispatch._traces.remove(tr)
+        for t, real in tr.written.values():
+            t.data = real
+        for t, before in tr.grads.values():
+            t.grad = before
+    captured = [t for t, _ in tr.captured.values()]
+    graph_outs = [v for v in outs if isinstance(v, Var)] + [v for _, v in writes] + \
+        [v for _, v in grads if v is not None]
+    # Outputs with history and no gradient computed inside: the caller may want to
+    # differentiate them, which a compiled call cannot record.
+    differentiable = not grads and any(isinstance(o, Tensor) and o.requires_grad
+                                       for o in out_leaves)
+    graph = Graph(inputs + [v for _, v in tr.captured.values()], tr.eqns, graph_outs,
+                  {"differentiable": differentiable})
+    return graph, captured, writes, grads, (outs, out_def)
