@@ -128,6 +128,15 @@ def measure(framework: str, case: str, repeats: int, clock: str) -> float:
     return min(times) * 1e3
 
 
+def _keep_heap() -> None:
+    """glibc: serve allocations up to 64 MiB from the heap and keep freed memory there."""
+    import ctypes
+
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallopt(-3, 64 << 20)   # M_MMAP_THRESHOLD
+    libc.mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", choices=("chainrule", "torch"))
@@ -138,10 +147,15 @@ def main() -> None:
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                     help="cpu: process CPU time, steadier on a busy machine (use with "
                          "--threads 1: it adds up the time of all threads)")
+    ap.add_argument("--mallopt", action="store_true",
+                    help="keep freed memory in the heap (glibc mallopt) in both frameworks: "
+                         "without it NumPy's large temporaries page-fault on every step")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
     cases = a.case or list(CASES)
     if a.child:
+        if a.mallopt:
+            _keep_heap()
         if a.threads and a.only == "torch":
             import torch
             torch.set_num_threads(a.threads)
@@ -152,7 +166,7 @@ def main() -> None:
     if a.threads:
         env.update(OPENBLAS_NUM_THREADS=str(a.threads), OMP_NUM_THREADS=str(a.threads))
     print(f"min of {a.repeats} repeats x {a.rounds} processes, ms per forward + backward, "
-          f"threads: {a.threads or 'default'}, clock: {a.clock}")
+          f"threads: {a.threads or 'default'}, clock: {a.clock}, mallopt: {a.mallopt}")
     for case in cases:
         best = {}
         for r in range(a.rounds):
@@ -160,6 +174,7 @@ def main() -> None:
                 out = subprocess.run([sys.executable, __file__, "--child", "--only", fw,
                                       "--case", case, "--repeats", str(a.repeats),
                                       "--clock", a.clock]
+                                     + (["--mallopt"] if a.mallopt else [])
                                      + (["--threads", str(a.threads)] if a.threads else []),
                                      capture_output=True, text=True, env=env, check=True)
                 best[fw] = min(best.get(fw, float("inf")), json.loads(out.stdout))

@@ -30,15 +30,15 @@ def im2col_ref(x, *, kernel, stride, padding, dilation, grid):
     planes[:, :, pt:pt + x.shape[2], pl:pl + x.shape[3]] = x
     flat = planes.reshape(shape[0], shape[1], -1)                    # (N, C, rows * Wp)
     cols = flat[:, :, _offsets(kernel, stride, dilation, grid, shape[3])]  # (N, C, kh, kw, ..)
-    return cols.transpose(1, 2, 3, 0, 4, 5)                          # (C, kh, kw, N, OH, OW)
+    return cols.transpose(1, 2, 3, 4, 5, 0)                          # (C, kh, kw, OH, OW, N)
 
 
 def col2im_ref(g, *, size, kernel, stride, padding, dilation):
-    c, kh, kw, n = g.shape[:4]
+    c, kh, kw, n = g.shape[:3] + g.shape[5:]
     shape, (pt, pl) = _planes((n, c) + tuple(size), padding)
     flat = np.zeros((n, c, shape[2] * shape[3]), g.dtype)
-    offsets = _offsets(kernel, stride, dilation, g.shape[4:], shape[3]).ravel()
-    gs = g.transpose(3, 0, 1, 2, 4, 5).reshape(n, c, -1)
+    offsets = _offsets(kernel, stride, dilation, g.shape[3:5], shape[3]).ravel()
+    gs = g.transpose(5, 0, 1, 2, 3, 4).reshape(n, c, -1)
     for k, o in enumerate(offsets):  # a loop: repeated offsets must add up
         flat[:, :, o] += gs[:, :, k]
     planes = flat.reshape(shape)
@@ -61,6 +61,6 @@ _GEOMS = [
 
 CASES["im2col"] = [Case([real(*shape)], dict(geom, grid=grid), ref=im2col_ref)
                    for shape, geom, grid in _GEOMS]
-CASES["col2im"] = [Case([real(shape[1], *geom["kernel"], shape[0], *grid)],
+CASES["col2im"] = [Case([real(shape[1], *geom["kernel"], *grid, shape[0])],
                         dict(geom, size=shape[2:]), ref=col2im_ref)
                    for shape, geom, grid in _GEOMS]
