@@ -9,6 +9,7 @@ outputs are compared first.
 Each repeat runs each framework in a fresh process (alternating the order), with default
 thread counts and again with BLAS/OpenMP at one thread; a process reports the best of its
 timed loops. Reported: min and median over repeats, and the ratio of the mins.
+``--model lstm`` times ``LSTM(128, 128, batch_first=True)`` on the same input instead.
 ``--profile`` prints where chainrule's step spends its time, at one thread (per primitive,
 then cProfile).
 
@@ -32,22 +33,33 @@ D_MODEL, NHEAD, FF, BATCH, SEQ = 128, 4, 512, 32, 64
 ONE_THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def build(lib: str, npz: str):
-    """(step, eval_forward) closures for one framework, from the weights in ``npz``."""
-    x_np = np.random.default_rng(0).standard_normal((BATCH, SEQ, D_MODEL)).astype(np.float32)
+def make(lib: str, model: str):
+    """The model under test, built by ``lib`` (torch or chainrule)."""
     if lib == "torch":
         import torch
         torch.manual_seed(0)
-        layer = torch.nn.TransformerEncoderLayer(D_MODEL, NHEAD, FF, batch_first=True)
+        nn = torch.nn
+    else:
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../src"))
+        from chainrule.nn import rnn, transformer
+        nn = rnn if model == "lstm" else transformer
+    if model == "lstm":
+        return nn.LSTM(D_MODEL, D_MODEL, batch_first=True)
+    return nn.TransformerEncoderLayer(D_MODEL, NHEAD, FF, batch_first=True)
+
+
+def build(lib: str, npz: str, model: str = "encoder"):
+    """(step, eval_forward) closures for one framework, from the weights in ``npz``."""
+    x_np = np.random.default_rng(0).standard_normal((BATCH, SEQ, D_MODEL)).astype(np.float32)
+    layer = make(lib, model)
+    if lib == "torch":
+        import torch
         if not os.path.exists(npz):
             np.savez(npz, **{k: v.numpy() for k, v in layer.state_dict().items()})
         x = torch.tensor(x_np, requires_grad=True)
         no_grad = torch.no_grad
     else:
-        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../src"))
         import chainrule as cr
-        from chainrule.nn.transformer import TransformerEncoderLayer
-        layer = TransformerEncoderLayer(D_MODEL, NHEAD, FF, batch_first=True)
         weights = np.load(npz)
         for name, p in layer.named_parameters():
             p.data[...] = weights[name]
@@ -55,8 +67,12 @@ def build(lib: str, npz: str):
         no_grad = cr.no_grad
     params = list(layer.parameters())
 
-    def step():
+    def forward():
         out = layer(x)
+        return out[0] if model == "lstm" else out
+
+    def step():
+        out = forward()
         (out * out).mean().backward()
         x.grad = None
         for p in params:
@@ -65,15 +81,15 @@ def build(lib: str, npz: str):
     def eval_forward():
         layer.eval()
         with no_grad():
-            out = layer(x)
+            out = forward()
         layer.train()
         return np.asarray(out.detach().numpy() if lib == "torch" else out.data)
 
     return step, eval_forward
 
 
-def worker(lib: str, npz: str, loops: int, out_npy: str | None) -> dict:
-    step, eval_forward = build(lib, npz)
+def worker(lib: str, npz: str, model: str, loops: int, out_npy: str | None) -> dict:
+    step, eval_forward = build(lib, npz, model)
     if out_npy:
         np.save(out_npy, eval_forward())
     step()  # warm-up
@@ -85,11 +101,11 @@ def worker(lib: str, npz: str, loops: int, out_npy: str | None) -> dict:
     return {"ms": best * 1e3}
 
 
-def profile(npz: str) -> None:
+def profile(npz: str, model: str) -> None:
     import cProfile
     import pstats
 
-    step, _ = build("cr", npz)
+    step, _ = build("cr", npz, model)
     from chainrule.core.primitive import PRIMITIVES
     step()
     total, calls = collections.Counter(), collections.Counter()
@@ -124,16 +140,18 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--loops", type=int, default=10, help="timed steps per process")
+    ap.add_argument("--model", choices=["encoder", "lstm"], default="encoder",
+                    help="the encoder block (default) or LSTM(128, 128) on the same input")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--worker", choices=["cr", "torch"], help=argparse.SUPPRESS)
     ap.add_argument("--npz", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker and args.profile:
-        profile(args.npz)
+        profile(args.npz, args.model)
         return 0
     if args.worker:
-        print(json.dumps(worker(args.worker, args.npz, args.loops, args.out)))
+        print(json.dumps(worker(args.worker, args.npz, args.model, args.loops, args.out)))
         return 0
 
     one_env = {**os.environ, **{v: "1" for v in ONE_THREAD_ENV}}
@@ -145,7 +163,8 @@ def main(argv=None) -> int:
             for lib, one in jobs if r % 2 == 0 else jobs[::-1]:
                 out = os.path.join(tmp, lib + ".npy") if r == 0 and not one else None
                 cmd = [sys.executable, os.path.abspath(__file__), "--worker", lib, "--npz", npz,
-                       "--loops", str(args.loops)] + (["--out", out] if out else [])
+                       "--model", args.model, "--loops", str(args.loops)] + \
+                    (["--out", out] if out else [])
                 proc = subprocess.run(cmd, capture_output=True, text=True,
                                       env=one_env if one else None)
                 if proc.returncode:
@@ -153,8 +172,10 @@ def main(argv=None) -> int:
                 times[(lib, one)].append(json.loads(proc.stdout.splitlines()[-1])["ms"])
         diff = np.abs(np.load(os.path.join(tmp, "cr.npy")) -
                       np.load(os.path.join(tmp, "torch.npy"))).max()
-        print(f"TransformerEncoderLayer({D_MODEL}, {NHEAD}, {FF}), batch {BATCH}, seq {SEQ}, "
-              f"float32, train step (fwd + bwd); eval outputs max |cr - torch| = {diff:.1e}")
+        what = (f"LSTM({D_MODEL}, {D_MODEL})" if args.model == "lstm" else
+                f"TransformerEncoderLayer({D_MODEL}, {NHEAD}, {FF})")
+        print(f"{what}, batch {BATCH}, seq {SEQ}, float32, train step (fwd + bwd); eval "
+              f"outputs max |cr - torch| = {diff:.1e}")
         print(f"best of {args.loops} steps per process, {args.repeats} processes per row\n")
         print(f"{'threads':10s} {'chainrule ms (min/median)':>27s} "
               f"{'PyTorch ms (min/median)':>25s} {'ratio of mins':>14s}")
@@ -165,7 +186,8 @@ def main(argv=None) -> int:
                   f"   {min(c) / min(t):10.2f}x")
         if args.profile:  # one thread: multi-threaded BLAS stalls on a busy shared machine
             subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", "cr",
-                            "--npz", npz, "--profile"], env=one_env, check=True)
+                            "--npz", npz, "--model", args.model, "--profile"], env=one_env,
+                           check=True)
     return 0
 
 
