@@ -6,9 +6,12 @@
 
 The signature is the pytree structure of the arguments, the shape and dtype of every
 tensor in them, the values of the other leaves (numbers, strings) and of the
-``static_argnums`` arguments. A new signature traces again. Python numbers read inside
-the function (a learning rate in a float) are constants of the trace: pass values that
-change as tensors or arguments.
+``static_argnums`` arguments. The first call with a new signature runs eagerly, so state
+that Python code builds lazily (optimizer buffers, step counters) exists; the second
+traces and compiles; later calls run the compiled graph. Python numbers read inside the
+function (a learning rate in a float) are constants of the trace: pass values that
+change as tensors (``SGD(params, lr=cr.tensor(0.1))``; the schedulers update a tensor
+lr in place) or as arguments.
 
 Inside a transform or another trace, or when an argument requires grad and recording
 is on, the jitted function runs as ordinary ops (inlined), so ``grad(jit(f))`` and
@@ -100,6 +103,7 @@ class JittedFunction:
                        else tuple(static_argnums))
         self.passes = passes
         self.cache: dict = {}
+        self.warm: set = set()
         self._warned = False
         functools.update_wrapper(self, fn)
 
@@ -164,6 +168,9 @@ class JittedFunction:
         static, leaves, td, slots, key = self._split(args, kwargs)
         entry = self.cache.get(key)
         if entry is None:
+            if key not in self.warm:  # first call: eager, so lazily built state exists
+                self.warm.add(key)
+                return self.fn(*args, **kwargs)
             entry = self._compile(args, kwargs)
         if entry.differentiable and dispatch._mode.grad:
             if not self._warned:

@@ -18,7 +18,6 @@ from ..ops import (binary_cross_entropy, binary_cross_entropy_with_logits, cross
                    gelu, l1_loss, logsigmoid, mse_loss, nll_loss, one_hot, pad, sigmoid, tanh)
 from ..ops.conv import (adaptive_avg_pool2d, avg_pool2d, conv1d, conv2d, conv_transpose2d, fold,
                         max_pool2d, unfold)
-from ..ops import movement
 from ..ops.creation import rand
 
 __all__ = [
@@ -332,21 +331,23 @@ def embedding(input, weight: Tensor, padding_idx: int | None = None,
     whose norm exceeds it are rescaled in place first. With ``sparse``, the table's
     gradient is a ``RowSparseGrad`` holding only the picked rows (for SGD, Adagrad and
     SparseAdam), so a large table costs nothing per step beyond the rows used."""
-    idx = input.data if isinstance(input, Tensor) else np.asarray(input)
+    idx = input if isinstance(input, Tensor) else ops.tensor(np.asarray(input))
     if idx.dtype.kind not in "iu":
         raise TypeError(f"embedding: indices must be an integer tensor, got {idx.dtype}, at "
                         f"{user_site()}")
     num = weight.shape[0]
-    if idx.size and (idx.min() < 0 or idx.max() >= num):
-        raise IndexError(f"embedding: index out of range: indices span [{idx.min()}, "
-                         f"{idx.max()}] but the table has {num} rows, at {user_site()}")
+    d = idx.data
+    known = d.__class__ is np.ndarray  # not while jit traces
+    if known and d.size and (d.min() < 0 or d.max() >= num):
+        raise IndexError(f"embedding: index out of range: indices span [{d.min()}, "
+                         f"{d.max()}] but the table has {num} rows, at {user_site()}")
     if max_norm is not None:
-        _renorm_rows(weight, idx, max_norm, norm_type)
-    rows = movement.embedding_rows(weight, idx, sparse)  # (*idx.shape, dim)
+        _renorm_rows(weight, d, max_norm, norm_type)
+    rows = ops.take(weight, idx, 0, sparse)  # (*idx.shape, dim)
     if padding_idx is not None:
-        pad_mask = idx == (padding_idx % num if padding_idx < 0 else padding_idx)
-        if pad_mask.any():  # keep the value, drop the gradient at padding positions
-            rows = ops.where(Tensor(pad_mask[..., None]), rows.detach(), rows)
+        pad = ops.eq(idx, padding_idx % num if padding_idx < 0 else padding_idx)
+        if not known or d.size and bool(pad.data.any()):  # the padding rows get no gradient
+            rows = ops.where(ops.unsqueeze(pad, -1), rows.detach(), rows)
     return rows
 
 

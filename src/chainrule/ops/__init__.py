@@ -14,9 +14,10 @@ from .elementwise import (abs, add, cast, cos, div, divide, eq, erf, exp, expm1,
 from .inplace import clone, fill_, inplace, setitem_
 from .linalg import einsum, matmul
 from .movement import (broadcast_to, cat, chunk, concatenate, expand, expand_as, flatten, flip,
-                       gather, getitem, index_add, index_put, masked_fill, one_hot, pad,
-                       permute, repeat, reshape, reshape_as, split, squeeze, stack, sum_to,
-                       swapaxes, take_along_dim, transpose, unsqueeze, view, view_as)
+                       getitem, index_add, index_put, masked_fill, pad, permute, repeat,
+                       reshape, reshape_as, split, squeeze, stack, sum_to, swapaxes,
+                       transpose, unsqueeze, view, view_as)
+from .indexing import gather, one_hot, take, take_along, take_along_dim
 from .reduce import (amax, amin, argmax, argmin, cumsum, max, mean, min, norm, prod, std,
                      sum, var)
 from .special import log_softmax, logsumexp, softmax

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..core.tensor import Tensor
 from . import elementwise as ew
+from . import indexing as ix
 from . import movement as mv
 from . import reduce as rd
 from . import special as sp
@@ -141,45 +142,57 @@ def binary_cross_entropy(input, target, weight=None, reduction="mean") -> Tensor
     return _reduce(loss, reduction, "binary_cross_entropy")
 
 
-def _target_weights(tgt, ignore_index, weight, dtype):
-    """Per-target weights: 0 where ignored, else the class weight (or 1)."""
-    valid = tgt != ignore_index
-    w = valid.astype(dtype)
-    if weight is not None:
-        w = w * _f(weight).data.astype(dtype)[np.where(valid, tgt, 0)]
+def _targets(target, logp, ignore_index, op):
+    """Class targets as an int64 tensor, checked against the input's shape; returns
+    (targets with ignored entries set to 0, mask of the valid entries)."""
+    tgt = ix._index(target, op)
+    want = logp.shape[:1] + logp.shape[2:]
+    if tuple(tgt.shape) != want:
+        raise ValueError(f"{op}: target shape {tuple(tgt.shape)} does not match input shape "
+                         f"{tuple(logp.shape)} (expected {want})")
+    valid = ew.ne(tgt, ignore_index)
+    d = tgt.data
+    if d.__class__ is np.ndarray:  # known values (not under jit): check the range
+        live = d[d != ignore_index]
+        n_cls = logp.shape[1]
+        if live.size and (live.min() < 0 or live.max() >= n_cls):
+            raise IndexError(f"{op}: target values must be in [0, {n_cls}) or "
+                             f"{ignore_index} (ignore_index), got [{live.min()}, {live.max()}]")
+        if live.size == d.size:
+            return tgt, None  # every target is valid: no mask needed
+    return ew.where(valid, tgt, 0), valid
+
+
+def _target_weights(tgt, valid, weight, dtype):
+    """Per-target weights: the class weight (or 1), 0 where ignored; None if all 1."""
+    w = None if weight is None else ix.take(ew.cast(_f(weight), dtype), tgt)
+    if valid is not None:
+        v = ew.cast(valid, dtype)
+        w = v if w is None else ew.mul(w, v)
     return w
+
+
+def _weighted(loss, w, reduction, op):
+    if w is None:
+        return _reduce(loss, reduction, op)
+    loss = ew.mul(loss, w)
+    if reduction == "mean":
+        return ew.div(rd.sum(loss), rd.sum(w))
+    return _reduce(loss, reduction, op)
 
 
 def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean") -> Tensor:
     """Negative log-likelihood of class indices; ``input`` is (N, C, ...) log-probabilities."""
     logp = _f(input)
-    tgt = (target.data if isinstance(target, Tensor) else np.asarray(target)).astype(np.int64)
     if logp.ndim == 1:  # unbatched: (C,) with a 0-d target
-        loss = nll_loss(mv.unsqueeze(logp, 0), tgt[None], weight, ignore_index, reduction)
+        tgt = ix._index(target, "nll_loss")
+        loss = nll_loss(mv.unsqueeze(logp, 0), mv.unsqueeze(tgt, 0), weight, ignore_index,
+                        reduction)
         return mv.squeeze(loss, 0) if reduction == "none" else loss
-    n_cls = logp.shape[1]
-    if tgt.shape != logp.shape[:1] + logp.shape[2:]:
-        raise ValueError(f"nll_loss: target shape {tgt.shape} does not match input shape "
-                         f"{tuple(logp.shape)} (expected {logp.shape[:1] + logp.shape[2:]})")
-    raw = tgt
-    valid = tgt != ignore_index
-    all_valid = valid.all()
-    if not all_valid:
-        tgt = np.where(valid, tgt, 0)
-    if tgt.size and (tgt.min() < 0 or tgt.max() >= n_cls):
-        raise IndexError(f"nll_loss: target values must be in [0, {n_cls}) or "
-                         f"{ignore_index} (ignore_index), got [{tgt.min()}, {tgt.max()}]")
-    if logp.ndim == 2:
-        picked = mv.getitem(logp, (np.arange(logp.shape[0]), tgt))
-    else:
-        picked = mv.squeeze(mv.gather(logp, 1, tgt[:, None]), 1)
-    if all_valid and weight is None:  # the common case: a plain mean of -log p
-        return _reduce(ew.neg(picked), reduction, "nll_loss")
-    w = _target_weights(raw, ignore_index, weight, logp.dtype)
-    loss = ew.neg(ew.mul(picked, const(w)))
-    if reduction == "mean":
-        return ew.div(rd.sum(loss), float(w.sum()))
-    return _reduce(loss, reduction, "nll_loss")
+    tgt, valid = _targets(target, logp, ignore_index, "nll_loss")
+    picked = mv.squeeze(ix.take_along(logp, mv.unsqueeze(tgt, 1), 1), 1)  # (N, ...)
+    return _weighted(ew.neg(picked), _target_weights(tgt, valid, weight, logp.dtype),
+                     reduction, "nll_loss")
 
 
 def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean",
@@ -205,13 +218,15 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     nll = nll_loss(logp, tgt, weight, ignore_index, reduction)
     if not label_smoothing:
         return nll
-    t = tgt.data.astype(np.int64)
-    valid = (t != ignore_index).astype(logp.dtype)
+    safe, valid = _targets(tgt, logp, ignore_index, "cross_entropy")
     lp = logp if weight is None else ew.mul(logp, mv.reshape(_f(weight), class_shape))
-    smooth = ew.mul(ew.neg(rd.sum(lp, 1)), const(valid))
+    smooth = ew.neg(rd.sum(lp, 1))
+    if valid is not None:
+        smooth = ew.mul(smooth, ew.cast(valid, logp.dtype))
     if reduction == "mean":
-        denom = _target_weights(t, ignore_index, weight, logp.dtype).sum()
-        smooth = ew.div(rd.sum(smooth), float(denom))
+        w = _target_weights(safe, valid, weight, logp.dtype)
+        denom = rd.sum(w) if w is not None else float(smooth.numel())
+        smooth = ew.div(rd.sum(smooth), denom)
     else:
         smooth = _reduce(smooth, reduction, "cross_entropy")
     return ew.add(ew.mul(nll, 1 - label_smoothing), ew.mul(smooth, label_smoothing / n_cls))

@@ -19,12 +19,15 @@ def _bump(x: Tensor, name: str) -> None:
     cell[1] = (name, dispatch.user_frame())  # formatted only if an error needs it
 
 
+def _records_grad(x, other) -> bool:
+    return dispatch._mode.grad and (
+        x.requires_grad or (isinstance(other, Tensor) and other.requires_grad))
+
+
 def _records(x, other) -> bool:
     """Whether the op must go the functional way: to record it on the tape, or because an
-    interpreter (forward mode) must see it as ops."""
-    return (dispatch._mode.grad and (
-        x.requires_grad or (isinstance(other, Tensor) and other.requires_grad))
-    ) or bool(dispatch._interpreters)
+    interpreter (forward mode, jit) must see it as ops."""
+    return _records_grad(x, other) or bool(dispatch._interpreters)
 
 
 def _check_target(x: Tensor, name: str) -> None:
@@ -67,12 +70,16 @@ def _check_result(x: Tensor, res: Tensor, name: str) -> None:
 
 
 def _inplace_recorded(x: Tensor, fn, other, name: str) -> None:
-    """An in-place op while recording. The new value is computed from a copy of the old
-    one (which the new node may save), written into the buffer, and the tensor is rebased
-    onto its node. On a view, the base is rebased onto a node that writes the view's
-    new values into it, and the view onto a view of that node, as PyTorch does."""
+    """An in-place op computed functionally: while recording, or because interpreters
+    (forward mode, jit) must see it as ops. The new value is computed from a copy of the
+    old one (which the new node may save) and written into the buffer. While recording,
+    the tensor is rebased onto its node; on a view, the base is rebased onto a node that
+    writes the view's new values into it, and the view onto a view of that node, as
+    PyTorch does."""
     base, steps = (x._base, x._view_steps) if x._base is not None else (x, ())
-    _check_target(base, name)
+    recording = _records_grad(x, other)
+    if recording:
+        _check_target(base, name)
     if dispatch._interpreters:  # a copy made by an op, so interpreters see it
         old = clone(base)
     else:  # the base's old value, with its history
@@ -83,13 +90,15 @@ def _inplace_recorded(x: Tensor, fn, other, name: str) -> None:
     new_base = _put(old, steps, ew.cast(res, x.dtype))
     if new_base.data.__class__ is np.ndarray:  # (under jit, _moved rebinds the tracer)
         np.copyto(base.data, new_base.data)
-    base._node, base.requires_grad = new_base._node, new_base.requires_grad
-    base._version[2] += 1  # views taken before now get rebased when next used
+    if recording:
+        base._node, base.requires_grad = new_base._node, new_base.requires_grad
+        base._version[2] += 1  # views taken before now get rebased when next used
     _moved(base, new_base)
     if steps:
         view = _replay(new_base, steps)
-        x._node, x.requires_grad = view._node, view.requires_grad
-        x._view_epoch = base._version[2]
+        if recording:
+            x._node, x.requires_grad = view._node, view.requires_grad
+            x._view_epoch = base._version[2]
         _moved(x, view)
 
 

@@ -1,16 +1,14 @@
 """Movement primitives (reshape, transpose, broadcast_to, indexing, cat, pad) and the
 shape ops composed from them (view, squeeze, unsqueeze, flatten, expand, split,
-chunk, stack, flip, gather, repeat)."""
+chunk, stack, flip, repeat)."""
 from __future__ import annotations
 
 import builtins
 
 import numpy as np
 
-from .. import backend
 from ..core.dispatch import bind
 from ..core.primitive import defprim
-from ..core.sparse import RowSparseGrad
 from ..core.tensor import Tensor
 from . import elementwise as ew
 from ._util import const, norm_axis, scalar
@@ -151,26 +149,6 @@ P_index_put = defprim("index_put", _index_put_impl,
                       lambda t, out, x, src, *, index: index_put(
                           t[0] if t[0] is not None else zeros_like(x),
                           t[1] if t[1] is not None else scalar(0, x.dtype), index))
-
-
-def _embedding_vjp(g, out, w, *, index, sparse):
-    if sparse:  # only the touched rows: a RowSparseGrad
-        return (RowSparseGrad(index, reshape(g, (index.size,) + tuple(w.shape[1:])),
-                              w.shape),)
-    return (index_add(g, (index,), w.shape),)
-
-
-P_embedding = defprim(
-    "embedding", lambda w, *, index, sparse: w[index],
-    lambda w, *, index, sparse: (tuple(index.shape) + tuple(w.shape[1:]), w.dtype),
-    _embedding_vjp, lambda t, out, w, *, index, sparse: embedding_rows(t[0], index, sparse))
-
-
-def embedding_rows(weight: Tensor, index: np.ndarray, sparse: bool = False) -> Tensor:
-    """Rows of ``weight`` picked by the integer array ``index``: shape index.shape +
-    weight.shape[1:]. With ``sparse``, the gradient is a ``RowSparseGrad``."""
-    return bind(P_embedding, _t(weight), index=np.asarray(index, dtype=np.int64),
-                sparse=bool(sparse))
 
 
 def getitem(x, index) -> Tensor:
@@ -419,21 +397,6 @@ def flip(x, dims) -> Tensor:
                             for i in range(x.ndim)))
 
 
-def gather(x, dim, index) -> Tensor:
-    """``out[i][j] = x[index[i][j]][j]`` for dim 0 (and so on), as ``torch.gather``."""
-    x = _t(x)
-    idx = index.data if isinstance(index, Tensor) else np.asarray(index)
-    d = norm_axis(dim, x.ndim, "gather")[0]
-    if idx.ndim != x.ndim:
-        raise ValueError(f"gather: index has {idx.ndim} dims but input has {x.ndim}")
-    grid = list(np.ogrid[tuple(slice(0, s) for s in idx.shape)])
-    grid[d] = idx.astype(np.int64, copy=False)
-    return getitem(x, tuple(grid))
-
-
-take_along_dim = gather
-
-
 def repeat(x, *sizes) -> Tensor:
     """Tile ``x``: ``sizes[i]`` copies along dim i, as ``torch.Tensor.repeat``."""
     x = _t(x)
@@ -454,16 +417,5 @@ def masked_fill(x, mask, value) -> Tensor:
     x = _t(x)
     return ew.where(mask, scalar(value, x.dtype) if not isinstance(value, Tensor) else value, x)
 
-
-def one_hot(index, num_classes=-1) -> Tensor:
-    """int64 one-hot encoding with a new last dimension (not differentiable)."""
-    idx = index.data if isinstance(index, Tensor) else np.asarray(index)
-    if idx.dtype.kind not in "iu":
-        raise TypeError(f"one_hot: index must be an integer tensor, got {idx.dtype}")
-    n = int(idx.max()) + 1 if num_classes == -1 else int(num_classes)
-    if idx.size and (idx.min() < 0 or idx.max() >= n):
-        raise ValueError(f"one_hot: class values must be in [0, {n}), got range "
-                         f"[{idx.min()}, {idx.max()}]")
-    return Tensor(np.eye(n, dtype=backend.int64)[idx])
 
 from . import reduce as rd  # noqa: E402  (reduce's rules use this module's ops)

@@ -244,7 +244,7 @@ def _minmax(x, dim, keepdim, other, arg, extreme, pairwise):
         norm_axis(dim, 0, "max")
         return MinMax(x, Tensor(np.zeros((), np.int64)))
     idx = arg(x, dim, keepdim=True)
-    values = mv.gather(x, dim, idx)
+    values = ix.take_along(x, idx, dim)
     if not keepdim:
         values, idx = mv.squeeze(values, dim), mv.squeeze(idx, dim)
     return MinMax(values, idx)
@@ -270,3 +270,4 @@ def cumsum(x, dim=None, *, axis=None) -> Tensor:
     return bind(P_cumsum, x, axis=norm_axis(d, x.ndim, "cumsum")[0] if x.ndim else 0)
 
 from . import movement as mv  # noqa: E402  (movement's rules use this module's ops)
+from . import indexing as ix  # noqa: E402

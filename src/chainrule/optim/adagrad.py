@@ -7,7 +7,7 @@ from ..core.dispatch import user_site
 from ..core.tensor import Tensor
 from ..ops import full_like
 from . import functional as F
-from .optimizer import Optimizer, ParamsT
+from .optimizer import Optimizer, ParamsT, new_step
 
 
 class Adagrad(Optimizer):
@@ -30,7 +30,7 @@ class Adagrad(Optimizer):
                                       eps=eps, maximize=maximize))
         for group in self.param_groups:  # PyTorch creates Adagrad's state up front
             for p in group["params"]:
-                self.state[p] = {"step": 0, "sum": full_like(
+                self.state[p] = {"step": new_step(), "sum": full_like(
                     p, group["initial_accumulator_value"])}
 
     def _sparse_error(self, group: dict[str, Any]) -> str | None:
@@ -46,4 +46,4 @@ class Adagrad(Optimizer):
             weight_decay=group["weight_decay"], eps=group["eps"], maximize=group["maximize"])
         self._write(params, new_params)
         for state, s, step in zip(states, sums, steps):
-            state["sum"], state["step"] = s, step
+            self._store(state, sum=s, step=step)

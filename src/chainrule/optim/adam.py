@@ -7,7 +7,7 @@ from ..core.dispatch import user_site
 from ..core.tensor import Tensor
 from ..ops import zeros_like
 from . import functional as F
-from .optimizer import Optimizer, ParamsT
+from .optimizer import Optimizer, ParamsT, new_step
 
 
 def _check(name, lr, betas, eps, weight_decay) -> None:
@@ -42,7 +42,7 @@ class Adam(Optimizer):
         for p in params:
             state = self.state[p]
             if not state:
-                state.update(step=0, exp_avg=zeros_like(p), exp_avg_sq=zeros_like(p))
+                state.update(step=new_step(), exp_avg=zeros_like(p), exp_avg_sq=zeros_like(p))
                 if amsgrad:
                     state["max_exp_avg_sq"] = zeros_like(p)
             states.append(state)
@@ -56,9 +56,9 @@ class Adam(Optimizer):
             maximize=group["maximize"], decoupled=group["decoupled_weight_decay"])
         self._write(params, new_params)
         for i, state in enumerate(states):
-            state["step"], state["exp_avg"], state["exp_avg_sq"] = steps[i], ms[i], vs[i]
+            self._store(state, step=steps[i], exp_avg=ms[i], exp_avg_sq=vs[i])
             if amsgrad:
-                state["max_exp_avg_sq"] = vmaxes[i]
+                self._store(state, max_exp_avg_sq=vmaxes[i])
 
 
 class AdamW(Adam):
@@ -91,7 +91,8 @@ class SparseAdam(Adam):
         states = []
         for p in params:
             if not self.state[p]:
-                self.state[p].update(step=0, exp_avg=zeros_like(p), exp_avg_sq=zeros_like(p))
+                self.state[p].update(step=new_step(), exp_avg=zeros_like(p),
+                                     exp_avg_sq=zeros_like(p))
             states.append(self.state[p])
         beta1, beta2 = group["betas"]
         new_params, ms, vs, steps = F.sparse_adam(
@@ -100,7 +101,7 @@ class SparseAdam(Adam):
             beta1=beta1, beta2=beta2, eps=group["eps"], maximize=group["maximize"])
         self._write(params, new_params)
         for i, state in enumerate(states):
-            state["step"], state["exp_avg"], state["exp_avg_sq"] = steps[i], ms[i], vs[i]
+            self._store(state, step=steps[i], exp_avg=ms[i], exp_avg_sq=vs[i])
 
     def step(self, closure=None):
         for group in self.param_groups:

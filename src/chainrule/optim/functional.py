@@ -125,7 +125,8 @@ def adam(params: Sequence[Tensor], grads: Sequence[Tensor], exp_avgs: Sequence[T
         v = v * b2 + (1 - b2) * (g * g)
         bias_correction1 = 1 - b1 ** step
         bias_correction2_sqrt = (1 - b2 ** step) ** 0.5
-        step_size = lr_p / bias_correction1
+        step_size = _like(lr_p / bias_correction1, p)  # (a tensor when steps are)
+        bias_correction2_sqrt = _like(bias_correction2_sqrt, p)
         if amsgrad:
             vmax = maximum(vmax, v)
             denom = sqrt(vmax) / bias_correction2_sqrt + _like(eps, p)
@@ -155,7 +156,7 @@ def sparse_adam(params: Sequence[Tensor], grads: Sequence[Tensor],
         g = -g if maximize else g
         m = m + (g - m) * (1 - b1)
         v = v + (g * g - v) * (1 - b2)
-        step_size = _like(lr, p) * (1 - b2 ** step) ** 0.5 / (1 - b1 ** step)
+        step_size = _like(_like(lr, p) * (1 - b2 ** step) ** 0.5 / (1 - b1 ** step), p)
         out_p.append(p - step_size * (m / (sqrt(v) + _like(eps, p))))
         out_m.append(m)
         out_v.append(v)
@@ -175,7 +176,7 @@ def adagrad(params: Sequence[Tensor], grads: Sequence[Tensor], state_sums: Seque
     for p, g, s, step in zip(params, grads, state_sums, steps, strict=True):
         step = step + 1
         g = _direction(g, p, weight_decay, maximize)
-        clr = _like(lr, p) / (1 + (step - 1) * _like(lr_decay, p))
+        clr = _like(_like(lr, p) / (1 + (step - 1) * _like(lr_decay, p)), p)
         s = s + g * g
         std = sqrt(s) + _like(eps, p)
         out_p.append(p - clr * (g / std))

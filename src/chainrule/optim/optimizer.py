@@ -8,7 +8,8 @@ from typing import Any, Callable, Iterable, Sequence
 from ..core.dispatch import enable_grad, no_grad, user_site
 from ..core.sparse import RowSparseGrad
 from ..core.tensor import Tensor
-from ..ops import cast, clone, zeros_like
+from ..backend import float64
+from ..ops import cast, clone, tensor, zeros_like
 
 ParamsT = Iterable[Tensor] | Iterable[dict[str, Any]]
 _UNORDERED = ("parameters must be in an ordered collection (a set's order changes between "
@@ -148,6 +149,19 @@ class Optimizer:
         raise NotImplementedError(f"{self._name} does not implement _update or step")
 
     @staticmethod
+    def _store(state: dict, **values) -> None:
+        """Put new state values in place: into the existing tensor's buffer when there is
+        one of the same shape and dtype (so a jitted step, which reads the state by
+        reference, sees the update), else as a new entry."""
+        for key, value in values.items():
+            cur = state.get(key)
+            if (isinstance(cur, Tensor) and isinstance(value, Tensor) and cur is not value
+                    and cur.shape == value.shape and cur.dtype == value.dtype):
+                cur[...] = value
+            else:
+                state[key] = value
+
+    @staticmethod
     def _write(params: Sequence[Tensor], new_params: Sequence[Tensor]) -> None:
         """Copy new values into the parameters' own buffers: identity, views and the
         version counter (autograd's in-place check) stay intact."""
@@ -167,7 +181,9 @@ class Optimizer:
                 index.setdefault(id(p), len(index))
             packed["params"] = [index[id(p)] for p in group["params"]]
             groups.append(packed)
-        state = {index[id(p)]: dict(values) for p, values in self.state.items()}
+        state = {index[id(p)]: {k: clone(v) if isinstance(v, Tensor) else v
+                                for k, v in values.items()}
+                 for p, values in self.state.items()}  # a snapshot: steps update in place
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -206,6 +222,12 @@ class Optimizer:
         return "\n".join(lines + [")"])
 
 
+def new_step(count: float = 0.0) -> Tensor:
+    """A step counter: a 0-d float64 tensor (as PyTorch keeps it), updated in place, so a
+    jitted step reads the current count instead of a number frozen at trace time."""
+    return tensor(count, dtype=float64)
+
+
 def _full_size(v: Any, p: Tensor) -> bool:
     return isinstance(v, Tensor) and v.shape == p.shape
 
@@ -214,7 +236,7 @@ def _restore(p: Tensor, name: str, value: Any) -> Any:
     """A saved state value, made the optimizer's own: steps as ints (PyTorch saves them
     as tensors), tensors copied and, when floating point, cast to the parameter's dtype."""
     if name == "step":
-        return int(value)
+        return new_step(float(value.item() if isinstance(value, Tensor) else value))
     if not isinstance(value, Tensor):
         return value
     with no_grad():

@@ -7,7 +7,7 @@ from ..core.dispatch import user_site
 from ..core.tensor import Tensor
 from ..ops import zeros_like
 from . import functional as F
-from .optimizer import Optimizer, ParamsT
+from .optimizer import Optimizer, ParamsT, new_step
 
 
 class RMSprop(Optimizer):
@@ -33,7 +33,7 @@ class RMSprop(Optimizer):
         for p in params:
             state = self.state[p]
             if not state:
-                state.update(step=0, square_avg=zeros_like(p))
+                state.update(step=new_step(), square_avg=zeros_like(p))
                 if use_momentum:
                     state["momentum_buffer"] = zeros_like(p)
                 if centered:
@@ -48,9 +48,8 @@ class RMSprop(Optimizer):
             centered=centered, maximize=group["maximize"])
         self._write(params, new_params)
         for i, state in enumerate(states):
-            state["step"] += 1
-            state["square_avg"] = sqs[i]
+            self._store(state, step=state["step"] + 1, square_avg=sqs[i])
             if centered:
-                state["grad_avg"] = gavgs[i]
+                self._store(state, grad_avg=gavgs[i])
             if use_momentum:
-                state["momentum_buffer"] = bufs[i]
+                self._store(state, momentum_buffer=bufs[i])

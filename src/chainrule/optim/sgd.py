@@ -52,4 +52,4 @@ class SGD(Optimizer):
         self._write(params, new_params)
         if use_momentum:
             for p, buf in zip(params, bufs):
-                self.state[p]["momentum_buffer"] = buf
+                self._store(self.state[p], momentum_buffer=buf)
