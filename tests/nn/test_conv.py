@@ -155,17 +155,31 @@ def test_unfold_and_fold(dtype):
     check(F.fold, TF.fold, [(2, 3 * 6, 4 * 5)], dtype, output_size=(6, 7), **kw)
 
 
-def test_any_memory_layout_and_broadcast_cotangents():
-    """Channels-last inputs and the stride-0 cotangent of ``.sum()`` give torch's values."""
-    x = R.standard_normal((2, 5, 6, 3)).transpose(0, 3, 1, 2)  # (N, C, H, W), NHWC memory
+@pytest.mark.parametrize("layout", ["nhwc", "flipped", "broadcast"])
+def test_any_memory_layout_and_broadcast_cotangents(layout):
+    """Inputs in any memory layout (im2col reads unpadded inputs in place through their
+    strides) and the stride-0 cotangent of ``.sum()`` give torch's values."""
+    base = R.standard_normal((2, 3, 6, 5))
+    x = {"nhwc": np.ascontiguousarray(base.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2),
+         "flipped": base[:, :, ::-1, ::-1],
+         "broadcast": np.broadcast_to(base[:1], base.shape)}[layout]
     w, b = R.standard_normal((4, 3, 3, 3)), R.standard_normal(4)
-    ours = [cr.Tensor(a.copy(), requires_grad=True) for a in (x, w, b)]
-    ours[0] = cr.Tensor(x, requires_grad=True)
-    theirs = [torch.tensor(a, requires_grad=True) for a in (x, w, b)]
-    F.max_pool2d(F.conv2d(*ours, padding=1), 2).sum().backward()
-    TF.max_pool2d(TF.conv2d(*theirs, padding=1), 2).sum().backward()
+    ours = [cr.Tensor(x, requires_grad=True)] + [cr.Tensor(a, requires_grad=True) for a in (w, b)]
+    theirs = [torch.tensor(np.array(a), requires_grad=True) for a in (x, w, b)]
+    for F_, args in ((F, ours), (TF, theirs)):
+        h = F_.max_pool2d(args[0], 2) + F_.avg_pool2d(args[0], 2)   # unpadded: read in place
+        (F_.conv2d(h, *args[1:], padding=1).sum() + F_.conv2d(*args).sum()).backward()
     for a, t in zip(ours, theirs):
         np.testing.assert_allclose(a.grad.data, t.grad.numpy(), rtol=1e-10, atol=1e-10)
+
+
+def test_empty_batch():
+    x = cr.Tensor(np.zeros((0, 3, 5, 5)), requires_grad=True)
+    w = cr.Tensor(R.standard_normal((4, 3, 3, 3)), requires_grad=True)
+    out = F.max_pool2d(F.conv2d(x, w, padding=1), 2)
+    assert out.shape == (0, 4, 2, 2)
+    out.sum().backward()
+    assert x.grad.shape == x.shape and np.all(w.grad.data == 0)
 
 
 def test_max_pool_ties_share_the_gradient():
