@@ -81,7 +81,7 @@ def make_graph(fn, static_argnums=()):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        return jf._trace(args, kwargs)[0]
+        return jf._trace(args, kwargs)[0][0]
     return wrapper
 
 
