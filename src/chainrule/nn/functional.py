@@ -53,7 +53,12 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         raise ValueError(f"linear: input {tuple(input.shape)} {input.dtype} does not match "
                          f"weight {tuple(weight.shape)} {weight.dtype} (expected last dim "
                          f"{weight.shape[-1]}), at {user_site()}")
-    out = ops.matmul(input, ops.transpose(weight, 0, 1))
+    if input.ndim > 2:  # (*, in) as one 2-D product: its backward is two plain GEMMs
+        lead = input.shape[:-1]
+        out = ops.matmul(ops.reshape(input, (-1, input.shape[-1])), ops.transpose(weight, 0, 1))
+        out = ops.reshape(out, lead + (weight.shape[0],))
+    else:
+        out = ops.matmul(input, ops.transpose(weight, 0, 1))
     return out if bias is None else ops.add(out, bias)
 
 
@@ -193,9 +198,10 @@ def _check_p(p: float, name: str) -> None:
 
 
 def _dropout_mask(x: Tensor, p: float, shape, generator) -> Tensor:
-    keep = rand(*shape, generator=generator, dtype=np.float64).data >= p
-    scale = 0.0 if p == 1.0 else 1.0 / (1.0 - p)
-    return Tensor((keep * scale).astype(x.dtype))
+    keep = rand(*shape, generator=generator, dtype=np.float32).data >= p
+    mask = keep.astype(x.dtype)
+    mask *= 0.0 if p == 1.0 else 1.0 / (1.0 - p)
+    return Tensor(mask)
 
 
 def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False,
