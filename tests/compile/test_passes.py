@@ -287,6 +287,23 @@ def test_simplify_movement_chains():
         np.testing.assert_allclose(a.data, b.data, rtol=1e-6)
 
 
+def test_simplify_whole_overwrites():
+    x, v = Var((2, 3), np.float32), Var((2, 3), np.float32)
+    eqns = []
+    whole = node(eqns, "index_put", x, v, index=(Ellipsis,))           # -> v
+    cols = node(eqns, "index_put", x, v, index=(slice(None), slice(None)))
+    row = node(eqns, "getitem", v, index=(slice(0, 1),))
+    part = node(eqns, "index_put", x, row, index=(slice(0, 1),))       # stays
+    fill = node(eqns, "index_put", x, constant(np.float32(1)), index=(Ellipsis,))  # stays
+    cast = node(eqns, "index_put", x, node(eqns, "cast", v, dtype=np.dtype(np.float64)),
+                index=(Ellipsis,))                                     # stays: casts back
+    g = Graph([x, v], eqns, [node(eqns, "add", node(eqns, "add", whole, cols),
+                                   node(eqns, "add", part, node(eqns, "add", fill, cast)))])
+    new = prune(simplify(g))
+    assert counts(new, "index_put") == (3,)
+    same(g, new, np.zeros((2, 3), np.float32), np.arange(6, dtype=np.float32).reshape(2, 3))
+
+
 def test_simplify_casts():
     eqns = []
     x32, x64 = Var((3,), np.float32), Var((3,), np.float64)

@@ -36,6 +36,12 @@ def _splat(k: str) -> New:
     return New(BCAST, k, params=lambda m: {"shape": m["r"].out.shape})
 
 
+def _whole(m) -> bool:
+    """index_put at ``...`` or ``[:, :]``: every element is overwritten."""
+    return all(i is Ellipsis or (isinstance(i, slice) and i == slice(None))
+               for i in m["p"].params["index"])
+
+
 def _round_trip(m) -> bool:
     """cast(cast(x, wide), x.dtype) is x when ``wide`` holds every value of x's dtype."""
     x, wide = m["x"], m["inner"].out
@@ -68,6 +74,7 @@ RULES = [
     Row(Op("reshape", Op("reshape", "x"), name="r"),        New("reshape", "x", params="r")),
     Row(Op(BCAST, "x"),                                     "x"),
     Row(Op(BCAST, Op(BCAST, "x"), name="b"),                New(BCAST, "x", params="b")),
+    Row(Op("index_put", "x", "v", name="p"),                "v", when=_whole),
     Row(Op("cast", "x"),                                    "x"),
     Row(Op("cast", Op("cast", "x", name="inner")),          "x", when=_round_trip),
     # elementwise ops broadcast by themselves
