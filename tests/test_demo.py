@@ -100,3 +100,73 @@ def test_main_rejects_bad_options(capsys):
         main(["train", "logreg", "--epochs", "0"])
     assert exc.value.code != 0
     assert "--epochs" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- the CLI for every model
+
+def test_no_arguments_prints_usage_with_the_models():
+    result = _cli()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: chainrule")
+    for name, (_, description) in MODELS.items():
+        assert f"{name}  " in result.stdout and description in result.stdout
+
+
+def test_train_help_lists_every_model_with_its_description(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for option in ("--epochs", "--lr", "--seed", "--out", "--resume", "--no-progress",
+                   "--quiet"):
+        assert option in out
+    for name, (_, description) in MODELS.items():
+        assert re.search(rf"^  {re.escape(name)} +{re.escape(description)}$", out, re.M), name
+
+
+def test_every_registered_model_has_a_run_entry_point():
+    import importlib
+    import inspect
+    for name, (module_name, _) in MODELS.items():
+        params = inspect.signature(importlib.import_module(module_name).run).parameters
+        assert {"epochs", "lr", "seed", "verbose"} <= set(params), name
+        if name != "logreg":  # the others write a run folder and can resume
+            assert {"out", "resume", "progress", "on_batch_end"} <= set(params), name
+
+
+def test_cli_trains_digits_cnn_into_a_run_folder(tmp_path, capsys):
+    code = main(["train", "digits-cnn", "--epochs", "1", "--seed", "3", "--lr", "0.01",
+                 "--quiet", "--out", str(tmp_path)])
+    assert code == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and LAST_LINE.fullmatch(out[0]), out
+    import chainrule as cr
+    settings = cr.load(tmp_path / "checkpoint.safetensors")["settings"]
+    assert (settings["epochs"], settings["seed"], settings["lr"]) == (1, 3, 0.01)
+    assert main(["train", "digits-cnn", "--epochs", "1", "--resume", "--quiet",
+                 "--out", str(tmp_path)]) == 0  # nothing left to train: the same result
+    assert capsys.readouterr().out.strip() == out[0]
+
+
+def test_cli_reports_run_errors_without_a_traceback(tmp_path, capsys):
+    assert main(["train", "digits-cnn", "--resume", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("chainrule: error: digits-cnn: nothing to resume")
+    assert "Traceback" not in err
+
+
+def test_cli_refuses_run_folder_options_for_logreg(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "logreg", "--resume", "--out", "x"])
+    assert exc.value.code == 2
+    assert "model 'logreg' does not take --out, --resume" in capsys.readouterr().err
+
+
+def test_cli_exits_130_after_ctrl_c(monkeypatch):
+    from chainrule.examples import digits_cnn
+
+    def interrupted(**options):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(digits_cnn, "run", interrupted)
+    assert main(["train", "digits-cnn"]) == 130
