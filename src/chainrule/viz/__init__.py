@@ -9,7 +9,9 @@ leaves show their parameter name. SVG comes from Graphviz's ``dot`` when it is i
 else from a pure-Python layered layout; PNG and PDF need Graphviz.
 
 Every function also accepts a ``viz.Graph`` (boxes, edges, clusters) in place of the
-tensors, so other graph sources can be drawn the same way.
+tensors, so other graph sources can be drawn the same way, and a compiled graph
+(``jit(f).lower(x).graph``, see ``viz.compiled_graph``), where ``highlight`` marks
+equations.
 """
 from __future__ import annotations
 
@@ -17,13 +19,14 @@ import os
 import shutil
 from typing import Optional
 
+from .compiled import compiled_graph, find_nonfinite, is_compiled_graph
 from .dot import INSTALL_HINT, graph_to_dot, run_dot
 from .graph import Graph, Highlight, VNode, autograd_graph, format_bytes
 from .layered import Layout, layout
 from .svg import graph_to_svg
 
-__all__ = ["Graph", "VNode", "Layout", "autograd_graph", "layout", "to_dot", "to_svg",
-           "render", "format_bytes"]
+__all__ = ["Graph", "VNode", "Layout", "autograd_graph", "compiled_graph", "find_nonfinite",
+           "layout", "to_dot", "to_svg", "render", "format_bytes"]
 
 ENGINES = ("auto", "graphviz", "python")
 
@@ -34,13 +37,18 @@ def _graph(outputs, params, show_saved, highlight, caller) -> Graph:
             raise TypeError(f"{caller}: params, show_saved and highlight apply to tensors; "
                             f"a viz.Graph is drawn as it is (set VNode.highlight instead)")
         return outputs
+    if is_compiled_graph(outputs):
+        if params is not None:
+            raise TypeError(f"{caller}: params label tensors; a compiled graph's inputs are "
+                            f"named with viz.compiled_graph(graph, names=...)")
+        return compiled_graph(outputs, highlight)
     return autograd_graph(outputs, params, show_saved, highlight)
 
 
 def to_dot(outputs, params: Optional[dict] = None, show_saved: bool = True,
            highlight: Highlight = None) -> str:
-    """Graphviz DOT text for the graph behind ``outputs`` (a Tensor, a list of Tensors
-    or a ``viz.Graph``).
+    """Graphviz DOT text for the graph behind ``outputs`` (a Tensor, a list of Tensors,
+    a ``viz.Graph``, or a compiled graph drawn by ``compiled_graph``).
 
     ``params`` maps names to leaf tensors (``dict(model.named_parameters())``) to label
     them; ``show_saved`` adds the bytes each op saved for backward (and their total as a
