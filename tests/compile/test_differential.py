@@ -28,9 +28,10 @@ def passes(fuse: bool) -> dict:
 
 
 def assert_well_formed(graph) -> None:
-    """SSA and typing invariants every pass must keep: each Var defined once, before its
-    uses; inputs are not constants; outputs are defined; a primitive's shape rule agrees
-    with the shape and dtype its equation declares."""
+    """SSA and typing invariants every pass must keep: each Var defined once (a fused
+    group's equation defines each of its outputs), before its uses; inputs are not
+    constants; outputs are defined; a primitive's shape rule agrees with the shape and
+    dtype its equation declares."""
     defined = set()
     for v in graph.inputs:
         assert v.const is None, f"graph input %{v.id} is a constant"
@@ -40,9 +41,12 @@ def assert_well_formed(graph) -> None:
         for v in e.ins:
             assert v.const is not None or v.id in defined, \
                 f"{e.prim.name} -> %{e.out.id} reads %{v.id} before it is defined\n{graph}"
-        assert e.out.id not in defined, f"%{e.out.id} defined twice\n{graph}"
-        assert e.out.const is None
-        defined.add(e.out.id)
+        outs = getattr(e.prim, "outs", None) or (e.out,)  # a fused group defines several
+        assert outs[0] is e.out
+        for v in outs:
+            assert v.id not in defined, f"%{v.id} defined twice\n{graph}"
+            assert v.const is None
+            defined.add(v.id)
         if isinstance(e.prim, Primitive) and PRIMITIVES.get(e.prim.name) is e.prim:
             shape, dtype = e.prim.shape(*[ShapedArray(v.shape, v.dtype) for v in e.ins],
                                         **e.params)
