@@ -190,3 +190,16 @@ def test_render_and_to_svg_take_a_compiled_graph_or_a_lowered(tmp_path):
     assert (tmp_path / "g.dot").read_text() == dot
     with pytest.raises(TypeError, match="names="):
         viz.to_dot(low.graph, params={"w": w})
+
+
+def test_caption_counts_and_the_buffer_plan_peaks():
+    g = nan_graph(False)
+    assert viz.compiled_graph(g).caption == f"{len(g.eqns)} equations"
+    planned = g.replace(meta={**g.meta, "peak_bytes_after": 3 << 20,
+                              "peak_bytes_freed": 5 << 20})
+    assert viz.compiled_graph(planned).caption == \
+        f"{len(g.eqns)} equations; peak 3.0 MiB planned, 5.0 MiB freeing at last use"
+    one = nan_graph(True)
+    members = sum(len(getattr(e.prim, "members", ())) for e in one.eqns)
+    assert viz.compiled_graph(one).caption == \
+        f"{len(one.eqns)} equation{'s' * (len(one.eqns) != 1)}, 1 fused group of {members} ops"

@@ -172,9 +172,10 @@ def compiled_graph(graph, highlight: Mark = None, names: Optional[dict] = None) 
     caption = _plural(len(graph.eqns), "equation")
     if n_groups:
         caption += f", {_plural(n_groups, 'fused group')} of {n_members} ops"
-    peak = graph.meta.get("peak_bytes")
-    if peak is not None:
-        caption += f"; peak {format_bytes(peak)}"
+    meta = graph.meta
+    if "peak_bytes_after" in meta:  # the buffer plan's figures (passes/plan.py)
+        caption += (f"; peak {format_bytes(meta['peak_bytes_after'])} planned, "
+                    f"{format_bytes(meta['peak_bytes_freed'])} freeing at last use")
     g.caption = caption
     return g
 
