@@ -396,6 +396,33 @@ def test_jitted_training_step_equals_eager_bitwise(opt_name, batchnorm):
         assert model[1].num_batches_tracked.item() == len(data)
 
 
+def test_a_scheduler_updates_a_tensor_lr_read_by_a_jitted_step():
+    runs = []
+    for use_jit in (False, True):
+        cr.manual_seed(0)
+        model = nn.Linear(4, 2)
+        opt = optim.SGD(model.parameters(), lr=cr.tensor(0.1), momentum=0.9)
+        sched = optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
+
+        def step(x, y):
+            opt.zero_grad()
+            loss = cr.mse_loss(model(x), y)
+            loss.backward()
+            opt.step()
+            return loss
+
+        step = jit(step) if use_jit else step
+        rng = np.random.default_rng(2)
+        for _ in range(6):
+            step(cr.tensor(rng.standard_normal((5, 4)).astype(np.float32)),
+                 cr.tensor(rng.standard_normal((5, 2)).astype(np.float32)))
+            sched.step()
+        runs.append([p.detach().numpy() for p in model.parameters()])
+    assert step.cache and len(step.cache) == 1
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_batchnorm_running_stats_in_a_jitted_forward_under_no_grad():
     cr.manual_seed(0)
     bn, ref = nn.BatchNorm1d(4), nn.BatchNorm1d(4)
