@@ -14,6 +14,7 @@ from ..core import sparse
 from ..core.dispatch import Node, user_site
 from ..core.sparse import RowSparseGrad
 from ..core.tensor import Tensor, _make
+from ..ops import creation
 from ..ops import elementwise as ew
 from . import anomaly
 
@@ -209,7 +210,7 @@ def _root_grads(outputs, grad_outputs, op):
                     f"{op}: grad can be implicitly created only for scalar outputs; got an "
                     f"output of shape {tuple(t.shape)}: pass gradient= (a tensor of that "
                     f"shape), at {user_site()}")
-            g = _make(np.ones(t.shape, t.dtype))
+            g = creation.ones(t.shape, dtype=t.dtype)  # (a constant under jit)
         else:
             g = g if isinstance(g, Tensor) else Tensor(np.asarray(g, dtype=t.dtype))
             if g.shape != t.shape:
@@ -281,7 +282,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
         g = result.get(k)
         if g is None:
             if materialize_grads:
-                g = _make(np.zeros(t.shape, t.dtype))
+                g = creation.zeros(t.shape, dtype=t.dtype)
             elif not allow_unused:
                 raise RuntimeError(
                     f"grad: input {i} ({tuple(t.shape)} {t.dtype}) was not used in the "

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..core import dispatch
 from ..core.dispatch import enable_grad, user_site
-from ..core.tensor import Tensor, _make
+from ..core.tensor import Tensor
 from ..ops import creation, movement
 from ..tree import tree_flatten, tree_unflatten
 from . import backward as engine
@@ -149,7 +149,7 @@ def value_and_grad(fn, argnums=0, has_aux: bool = False):
                             f"tensor (a scalar loss), got {what}; use jacrev or vjp for "
                             f"other outputs, at {user_site()}")
         create = outer and engine.reaches_outside([value], xs)
-        one = _make(np.ones(value.shape, value.dtype))
+        one = creation.ones(value.shape, dtype=value.dtype)
         grads = _grads([value], [one], xs, create, retain=create)
         grads = _unflatten_grads(grads, defs, isinstance(argnums, int))
         value = value if create else value.detach()
@@ -211,7 +211,7 @@ def _jvp_leaves(fn, p_def, p_leaves, t_leaves, has_aux):
 def _one_hot(shape, dtype, k: int) -> Tensor:
     e = np.zeros(int(np.prod(shape)), dtype)
     e[k] = 1
-    return _make(e.reshape(shape))
+    return creation.tensor(e.reshape(shape))
 
 
 def jacrev(fn, argnums=0, has_aux: bool = False):

@@ -94,6 +94,12 @@ class _Entry:
         self.outs, self.out_def = outs, out_def
         self.differentiable = differentiable
         self.lowered = lowered
+        # The graph assumed these tensors had a .grad (it reads it) or had none (it
+        # assigns one rather than accumulating): another state needs another trace.
+        self.guards = lowered.stages[0][1].meta["guards"]
+
+    def valid(self) -> bool:
+        return all((t.grad is not None) == has for t, has in self.guards)
 
 
 class JittedFunction:
@@ -157,7 +163,7 @@ class JittedFunction:
         differentiable = graph.meta["differentiable"]
         entry = _Entry(Program(opt), captured, writes, grads, outs, out_def, differentiable,
                        Lowered(stages, time.perf_counter() - t0))
-        self.cache[key] = entry
+        self.cache.setdefault(key, []).append(entry)
         return entry
 
     def __call__(self, *args, **kwargs):
@@ -166,12 +172,12 @@ class JittedFunction:
                 for x in tree_flatten((args, kwargs))[0])):
             return self.fn(*args, **kwargs)  # inside a transform or a trace: inline
         static, leaves, td, slots, key = self._split(args, kwargs)
-        entry = self.cache.get(key)
+        entry = next((e for e in self.cache.get(key, ()) if e.valid()), None)
         if entry is None:
             if key not in self.warm:  # first call: eager, so lazily built state exists
                 self.warm.add(key)
                 return self.fn(*args, **kwargs)
-            entry = self._compile(args, kwargs)
+            entry = self._compile(args, kwargs)  # (also when .grad presence changed)
         if entry.differentiable and dispatch._mode.grad:
             if not self._warned:
                 self._warned = True
@@ -181,7 +187,8 @@ class JittedFunction:
                     f"record them; jit the whole training step (loss, backward, update), "
                     f"or call it under no_grad for inference", stacklevel=2)
             return self.fn(*args, **kwargs)
-        inputs = [leaves[i].data for i in slots] + [t.data for t in entry.captured]
+        inputs = [leaves[i].data for i in slots] + [
+            (t if kind == "tensor" else t.grad).data for kind, t in entry.captured]
         results = entry.program.run(inputs)
         n_out = sum(isinstance(v, Var) for v in entry.outs)
         n_w = len(entry.writes)
@@ -196,6 +203,9 @@ class JittedFunction:
         gi = iter(results[n_out + n_w:])
         for t, v in entry.grads:
             t.grad = None if v is None else _make(next(gi))
+        inputs_set = inputs
+        out_arrays = [a if a.flags.writeable and not any(
+            np.may_share_memory(a, b) for b in inputs_set) else a.copy() for a in out_arrays]
         it = iter(out_arrays)
         outs = [_make(next(it)) if isinstance(v, Var) else v for v in entry.outs]
         return tree_unflatten(entry.out_def, outs)

@@ -35,6 +35,7 @@ class Trace(Interpreter):
         self.local: dict[int, np.ndarray] = {}  # arrays created while tracing
         self.written: dict[int, tuple] = {}   # id(tensor) -> (tensor, its real array)
         self.grads: dict[int, tuple] = {}     # id(tensor) -> (tensor, .grad before)
+        self.grad_of: dict[int, Tensor] = {}  # id(captured grad) -> the tensor it belongs to
 
     # ------------------------------------------------------------- values
     def tracer(self, shape, dtype) -> Tensor:
@@ -65,6 +66,9 @@ class Trace(Interpreter):
             return v
         v = Var(arr.shape, arr.dtype)
         self.captured[id(t)] = (t, v)
+        for owner, before in self.grads.values():
+            if before is t:  # the .grad of a captured tensor: read through its owner
+                self.grad_of[id(t)] = owner
         self.grads.setdefault(id(t), (t, t.grad))
         return v
 
@@ -96,8 +100,9 @@ class Trace(Interpreter):
 def trace(fn, args: tuple, kwargs: dict, tensor_slots: list):
     """Trace ``fn(*args, **kwargs)`` with the tensors at ``tensor_slots`` (positions in
     the flat argument list) replaced by tracers. Returns the graph and the bookkeeping
-    the runner needs: captured tensors (extra inputs), written tensors and gradients
-    (extra outputs) and the output structure."""
+    the runner needs: captured tensors (extra inputs: ("tensor", t), or ("grad", owner)
+    for a gradient read through its owner), written tensors and gradients (extra
+    outputs) and the output structure."""
     from ..tree import tree_flatten, tree_unflatten
     tr = Trace()
     leaves, td = tree_flatten((args, kwargs))
@@ -124,12 +129,15 @@ def trace(fn, args: tuple, kwargs: dict, tensor_slots: list):
         writes = [(t, t.data.var if t.data.__class__ is ShapedArray else tr.read(t))
                   for t, _ in tr.written.values()]
         grads = []
+        guards = [(owner, True) for owner in tr.grad_of.values()]  # read: must exist
         for t, before in tr.grads.values():
             g = t.grad
             if g is before:
                 continue
             if g is None or isinstance(g, Tensor):
                 grads.append((t, None if g is None else tr.read(g)))
+                if before is None:  # assigned, not accumulated: must still be None
+                    guards.append((t, False))
     finally:
         dispatch._interpreters.remove(tr)
         dispatch._traces.remove(tr)
@@ -137,7 +145,10 @@ def trace(fn, args: tuple, kwargs: dict, tensor_slots: list):
             t.data = real
         for t, before in tr.grads.values():
             t.grad = before
-    captured = [t for t, _ in tr.captured.values()]
+    # How each captured input is found at call time: the tensor itself, or ("grad", owner)
+    # for a gradient, since .grad is rebound by every call.
+    captured = [("grad", tr.grad_of[id(t)]) if id(t) in tr.grad_of else ("tensor", t)
+                for t, _ in tr.captured.values()]
     graph_outs = [v for v in outs if isinstance(v, Var)] + [v for _, v in writes] + \
         [v for _, v in grads if v is not None]
     # Outputs with history and no gradient computed inside: the caller may want to
@@ -145,5 +156,5 @@ def trace(fn, args: tuple, kwargs: dict, tensor_slots: list):
     differentiable = not grads and any(isinstance(o, Tensor) and o.requires_grad
                                        for o in out_leaves)
     graph = Graph(inputs + [v for _, v in tr.captured.values()], tr.eqns, graph_outs,
-                  {"differentiable": differentiable})
+                  {"differentiable": differentiable, "guards": guards})
     return graph, captured, writes, grads, (outs, out_def)
