@@ -24,9 +24,9 @@ def _offsets(kernel, stride, dilation, grid, wp):
     return (oh * stride[0] + i * dilation[0]) * wp + ow * stride[1] + j * dilation[1]
 
 
-def im2col_ref(x, *, kernel, stride, padding, dilation, grid):
+def im2col_ref(x, *, kernel, stride, padding, dilation, grid, value):
     shape, (pt, pl) = _planes(x.shape, padding)
-    planes = np.zeros(shape, x.dtype)
+    planes = np.full(shape, value, x.dtype)
     planes[:, :, pt:pt + x.shape[2], pl:pl + x.shape[3]] = x
     flat = planes.reshape(shape[0], shape[1], -1)                    # (N, C, rows * Wp)
     cols = flat[:, :, _offsets(kernel, stride, dilation, grid, shape[3])]  # (N, C, kh, kw, ..)
@@ -59,8 +59,11 @@ _GEOMS = [
     ((1, 1, 3, 3), _geom((1, 1), (1, 1), (0, 0, 0, 0), (1, 1)), (3, 3)),
 ]
 
-CASES["im2col"] = [Case([real(*shape)], dict(geom, grid=grid), ref=im2col_ref)
+CASES["im2col"] = [Case([real(*shape)], dict(geom, grid=grid, value=0.0), ref=im2col_ref)
                    for shape, geom, grid in _GEOMS]
+# padding with a constant (max pooling pads with -inf; finite here, for the finite differences)
+CASES["im2col"].append(Case([real(1, 2, 3, 4)], dict(_GEOMS[2][1], grid=(3, 4), value=-3.5),
+                            ref=im2col_ref))
 CASES["col2im"] = [Case([real(shape[1], *geom["kernel"], *grid, shape[0])],
                         dict(geom, size=shape[2:]), ref=col2im_ref)
                    for shape, geom, grid in _GEOMS]

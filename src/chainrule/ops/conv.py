@@ -1,9 +1,10 @@
 """Convolution and pooling, built on two linear primitive rows: ``im2col`` and ``col2im``.
 
-``im2col`` copies every window of a zero-padded (N, C, H, W) image into a contiguous
-array of shape (C, kh, kw, OH, OW, N); ``col2im`` is its transpose, a scatter-add of
-such an array back onto the image, done as kh * kw strided slice adds. Each is the
-other's vjp, and each its own jvp (both are linear). Everything else is composed:
+``im2col`` copies every window of a padded (N, C, H, W) image into a contiguous array
+of shape (C, kh, kw, OH, OW, N); ``col2im`` is its transpose, a scatter-add of such an
+array back onto the image, done as kh * kw strided slice adds. Each is the other's vjp,
+and each its own jvp (both are linear; im2col's padding ``value``, -inf for max
+pooling, is a constant that its derivatives pad with 0). Everything else is composed:
 
 * ``conv2d`` = im2col, one GEMM ``(OC, C*kh*kw) @ (C*kh*kw, OH*OW*N)`` and a bias add;
   its gradients are the matmul rule's two GEMMs and a col2im.
@@ -52,11 +53,13 @@ def _check_grid(hw, padding, grid, kernel, stride, dilation):
                              f"image {tuple(hw)} + padding {tuple(padding)}")
 
 
-def _buffer(shape_nchw, dtype, padding):
-    """A zero padded (C, Hp, Wp, N) buffer and the (N, C, H, W) view of its interior."""
+def _buffer(shape_nchw, dtype, padding, value=0):
+    """A padded (C, Hp, Wp, N) buffer filled with ``value`` and the (N, C, H, W) view of
+    its interior."""
     n, c, h, w = shape_nchw
     pt, pb, pl, pr = padding
-    buf = np.zeros((c, h + pt + pb, w + pl + pr, n), dtype)
+    shape = (c, h + pt + pb, w + pl + pr, n)
+    buf = np.zeros(shape, dtype) if value == 0 else np.full(shape, value, dtype)
     return buf, buf[:, pt:pt + h, pl:pl + w].transpose(3, 0, 1, 2)
 
 
@@ -66,11 +69,11 @@ def _window_strides(x, stride, dilation):
     return dilation[0] * row, dilation[1] * col, stride[0] * row, stride[1] * col
 
 
-def _im2col_impl(x, *, kernel, stride, padding, dilation, grid):
+def _im2col_impl(x, *, kernel, stride, padding, dilation, grid, value):
     n, c, h, w = x.shape
     _check_grid((h, w), padding, grid, kernel, stride, dilation)
     if any(padding):
-        buf, inner = _buffer(x.shape, x.dtype, padding)
+        buf, inner = _buffer(x.shape, x.dtype, padding, value)
         inner[...] = x
         x = buf.transpose(3, 0, 1, 2)
     ki, kj, oi, oj = _window_strides(x, stride, dilation)
@@ -96,7 +99,7 @@ def _col2im_impl(g, *, size, kernel, stride, padding, dilation):
     return inner  # (N, C, H, W), in CHWN memory
 
 
-def _im2col_rule(x, *, kernel, stride, padding, dilation, grid):
+def _im2col_rule(x, *, kernel, stride, padding, dilation, grid, value):
     return (x.shape[1],) + tuple(kernel) + tuple(grid) + (x.shape[0],), x.dtype
 
 
@@ -107,11 +110,12 @@ def _col2im_rule(g, *, size, kernel, stride, padding, dilation):
 P_im2col = defprim(
     "im2col", _im2col_impl, _im2col_rule,
     lambda g, out, x, **p: (bind(P_col2im, g, size=tuple(x.shape[2:]), **_geom(p)),),
-    lambda t, out, x, **p: bind(P_im2col, t[0], **p))
+    lambda t, out, x, **p: bind(P_im2col, t[0], **dict(p, value=0.0)))
 
 P_col2im = defprim(
     "col2im", _col2im_impl, _col2im_rule,
-    lambda g, out, c, **p: (bind(P_im2col, g, grid=tuple(c.shape[3:5]), **_geom(p)),),
+    lambda g, out, c, **p: (bind(P_im2col, g, grid=tuple(c.shape[3:5]), value=0.0,
+                                 **_geom(p)),),
     lambda t, out, c, **p: bind(P_col2im, t[0], **p))
 
 
@@ -125,8 +129,8 @@ def _t(x):
     return x if isinstance(x, Tensor) else const(x)
 
 
-def _fail(op, msg, kind=ValueError):
-    raise kind(f"{op}: {msg}, at {dispatch.user_site()}")
+def _fail(op, msg):
+    raise ValueError(f"{op}: {msg}, at {dispatch.user_site()}")
 
 
 def _desc(t) -> str:
@@ -172,7 +176,7 @@ def _same_dtype(*ts):
     return tuple(None if t is None else ew.cast(t, dt) for t in ts)
 
 
-def _out_len(op, n, k, s, p, d, ceil_mode=False):
+def _out_len(n, k, s, p, d, ceil_mode=False):
     """Output length along one dim (PyTorch's formula, ceil_mode included)."""
     span = n + p[0] + p[1] - d * (k - 1) - 1
     if span < 0:
@@ -198,11 +202,11 @@ def _conv(op, x, w, b, stride, padding, dilation, groups):
     """conv2d on checked (N, C, H, W) / (OC, C // groups, kh, kw) tensors of one dtype."""
     n, c, h, wd = x.shape
     oc, cg, kh, kw = w.shape
-    oh = _out_len(op, h, kh, stride[0], padding[:2], dilation[0])
-    ow = _out_len(op, wd, kw, stride[1], padding[2:], dilation[1])
+    oh = _out_len(h, kh, stride[0], padding[:2], dilation[0])
+    ow = _out_len(wd, kw, stride[1], padding[2:], dilation[1])
     _check_size(op, x, (kh, kw), padding, dilation, (oh, ow))
     cols = bind(P_im2col, x, kernel=(kh, kw), stride=stride, padding=padding,
-                dilation=dilation, grid=(oh, ow))                       # (C, kh, kw, OH, OW, N)
+                dilation=dilation, grid=(oh, ow), value=0.0)            # (C, kh, kw, OH, OW, N)
     m = n * oh * ow
     if groups == 1:
         out = matmul(mv.reshape(w, (oc, cg * kh * kw)), mv.reshape(cols, (c * kh * kw, m)))
@@ -358,10 +362,11 @@ def unfold(input, kernel_size, dilation=1, padding=0, stride=1) -> Tensor:
                    (stride, "stride")))
     _positive(op, kernel_size=k, stride=s, dilation=d)
     pad = (p[0], p[0], p[1], p[1])
-    grid = tuple(_out_len(op, x.shape[2 + i], k[i], s[i], pad[2 * i:2 * i + 2], d[i])
+    grid = tuple(_out_len(x.shape[2 + i], k[i], s[i], pad[2 * i:2 * i + 2], d[i])
                  for i in (0, 1))
     _check_size(op, x, k, pad, d, grid)
-    cols = bind(P_im2col, x, kernel=k, stride=s, padding=pad, dilation=d, grid=grid)
+    cols = bind(P_im2col, x, kernel=k, stride=s, padding=pad, dilation=d, grid=grid,
+                value=0.0)
     n, c = x.shape[:2]
     return mv.reshape(mv.permute(cols, (5, 0, 1, 2, 3, 4)),
                       (n, c * k[0] * k[1], grid[0] * grid[1]))
@@ -377,7 +382,7 @@ def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1) -> Te
                          (dilation, "dilation"), (padding, "padding"), (stride, "stride")))
     _positive(op, kernel_size=k, stride=s, dilation=d)
     pad = (p[0], p[0], p[1], p[1])
-    grid = tuple(_out_len(op, size[i], k[i], s[i], pad[2 * i:2 * i + 2], d[i]) for i in (0, 1))
+    grid = tuple(_out_len(size[i], k[i], s[i], pad[2 * i:2 * i + 2], d[i]) for i in (0, 1))
     if x.ndim != 3 or x.shape[1] % (k[0] * k[1]) or x.shape[2] != grid[0] * grid[1]:
         _fail(op, f"expected an input (N, C * {k[0]} * {k[1]}, {grid[0] * grid[1]}) for "
                   f"output_size {size}, got {_desc(x)}")
@@ -406,7 +411,7 @@ def _pool_grid(op, x, k, s, p, d, ceil_mode):
     grid, pad = [], []
     for i in (0, 1):
         n = x.shape[2 + i]
-        o = _out_len(op, n, k[i], s[i], (p[i], p[i]), d[i], ceil_mode)
+        o = _out_len(n, k[i], s[i], (p[i], p[i]), d[i], ceil_mode)
         grid.append(o)
         pad += [p[i], builtins.max(p[i], (o - 1) * s[i] + d[i] * (k[i] - 1) + 1 - n - p[i])]
     _check_size(op, x, k, pad, d, grid)
@@ -423,10 +428,9 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1,
     op = "max_pool2d"
     x, batched, k, s, p, d = _pool_args(op, input, kernel_size, stride, padding, dilation)
     grid, pad = _pool_grid(op, x, k, s, p, d, ceil_mode)
-    if builtins.any(pad):
-        low = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
-        x = mv.pad(x, (pad[2], pad[3], pad[0], pad[1]), value=low)
-    cols = bind(P_im2col, x, kernel=k, stride=s, padding=(0, 0, 0, 0), dilation=d, grid=grid)
+    low = -np.inf if x.dtype.kind == "f" else int(np.iinfo(x.dtype).min)
+    cols = bind(P_im2col, x, kernel=k, stride=s, padding=pad, dilation=d, grid=grid,
+                value=low)
     out = rd.amax(cols, (1, 2))                                          # (C, OH, OW, N)
     return _unbatch(mv.permute(out, (3, 0, 1, 2)), batched)
 
@@ -451,7 +455,8 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
     if x.dtype.kind != "f":
         x = ew.cast(x, np.result_type(x.dtype, np.float32))
     grid, pad = _pool_grid(op, x, k, s, p, (1, 1), ceil_mode)
-    cols = bind(P_im2col, x, kernel=k, stride=s, padding=pad, dilation=(1, 1), grid=grid)
+    cols = bind(P_im2col, x, kernel=k, stride=s, padding=pad, dilation=(1, 1), grid=grid,
+                value=0.0)
     total = mv.permute(rd.sum(cols, (1, 2)), (3, 0, 1, 2))              # (N, C, OH, OW)
     if divisor_override is not None:
         return _unbatch(ew.mul(total, 1.0 / divisor_override), batched)
