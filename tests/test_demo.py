@@ -170,3 +170,24 @@ def test_cli_exits_130_after_ctrl_c(monkeypatch):
 
     monkeypatch.setattr(digits_cnn, "run", interrupted)
     assert main(["train", "digits-cnn"]) == 130
+
+
+def test_ctrl_c_on_the_command_line_saves_a_checkpoint_that_resume_finishes(tmp_path, capsys):
+    import signal
+
+    import chainrule as cr
+    args = ["train", "digits-cnn", "--epochs", "3", "--no-progress", "--out", str(tmp_path)]
+    proc = subprocess.Popen([sys.executable, "-m", "chainrule", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:  # wait until training runs, then press Ctrl-C
+        if line.startswith("epoch 1/3"):
+            proc.send_signal(signal.SIGINT)
+            break
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "checkpoint saved" in err and "Traceback" not in err
+    ckpt = cr.load(tmp_path / "checkpoint.safetensors")
+    assert ckpt["epoch"] >= 1 and ckpt["step"] < 3 * 23  # stopped before the end
+    assert main([*args, "--resume", "--quiet"]) == 0
+    assert LAST_LINE.fullmatch(capsys.readouterr().out.strip())
+    assert cr.load(tmp_path / "checkpoint.safetensors")["epoch"] == 3
