@@ -478,11 +478,11 @@ def bench_ckpt(libs, a) -> dict:
                      fmt(ratio, unit="x"), met(ratio["median"], TARGETS["ckpt time"])
                      if ok else "-"])
         rows.append([name, f"activation MiB ({method})", f"{m0['traced'] / MiB:.1f}",
-                     f"{m1['traced'] / MiB:.1f}", f"{res[lib]['mem_ratio_traced']:.2f}x",
+                     f"{m1['traced'] / MiB:.1f}", f"{res[lib]['mem_ratio_traced']:.3f}x",
                      met(res[lib]["mem_ratio_traced"], TARGETS["ckpt memory"]) if ok else "-"])
         r_rss = res[lib]["mem_ratio_rss"]
         rows.append([name, "activation MiB (peak RSS)", f"{m0['rss'] / MiB:.1f}",
-                     f"{m1['rss'] / MiB:.1f}", f"{r_rss:.2f}x" if r_rss else "n/a", "-"])
+                     f"{m1['rss'] / MiB:.1f}", f"{r_rss:.3f}x" if r_rss else "n/a", "-"])
         if lib == "cr":
             rows.append([name, "saved by the tape MiB (weights incl.)",
                          f"{m0['saved_by_tape'] / MiB:.1f}", f"{m1['saved_by_tape'] / MiB:.1f}",
