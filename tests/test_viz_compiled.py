@@ -24,8 +24,8 @@ def loss(x, w):
 
 
 def lowered(fn, *args, fused=False):
-    """The graph after every pass but fusion, fused by the fusion pass if asked."""
-    off = {"fuse": False} if "fuse" in {n for n, _ in PIPELINE} else None
+    """The graph after every pass but fusion and buffer planning, fused if asked."""
+    off = {n: False for n in ("fuse", "plan") if n in {name for name, _ in PIPELINE}}
     g = jit(fn, passes=off).lower(*args).graph
     return fuse(g) if fused else g
 

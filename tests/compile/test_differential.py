@@ -3,9 +3,11 @@ compiled function equals eager chainrule — forward values, dtypes and shapes, 
 gradients of a weighted sum — through whatever ``compile.passes.PIPELINE`` holds.
 
 ``jit`` runs each signature's first call eagerly, so every check calls twice and compares
-the second (compiled) result. Fusion compiles a kernel per group, which costs time, so
-the whole table runs with fusion off and a representative subset with it on (in float64
-and float32). Every stage of every compiled graph is checked to be well formed.
+the second (compiled) result. The whole table runs the full pipeline with fused groups
+on the NumPy kernel target (cheap to build); a subset whose backward passes are
+elementwise chains runs again with every group a numba kernel (about 0.3 s to compile
+each), in float64 and float32. Every stage of every compiled graph is checked to be
+well formed.
 """
 import numpy as np
 import pytest
@@ -19,6 +21,9 @@ from chainrule.core.primitive import PRIMITIVES, Primitive
 from ops.test_primitives import ALL, DIFF, IDS, _diff_idx
 
 DIFF_IDS = [f"{n}{c!r}" for n, c in DIFF]
+
+
+TARGET_ENV = "CHAINRULE_FUSION_TARGET"  # forces the kernel target of fused groups
 
 
 def passes(fuse: bool) -> dict:
@@ -63,12 +68,14 @@ def compiled_twice(fn, *args):
     fn(*args)
     out = fn(*args)
     assert len(fn.cache) == 1, "the second call of a signature must compile it"
-    for _, graph in next(iter(fn.cache.values())).lowered.stages:
+    for _, graph in fn.lower(*args).stages:
         assert_well_formed(graph)
     return out
 
 
-def assert_same(compiled, eager, dtype=np.float64) -> None:
+def assert_same(compiled, eager, dtype=np.float64, atol=None) -> None:
+    """Same shape and dtype, values equal to rounding (``atol`` overrides the absolute
+    tolerance, for sums whose order of addition may differ)."""
     assert isinstance(compiled, cr.Tensor)
     assert compiled.shape == eager.shape and compiled.dtype == eager.dtype, \
         f"compiled {compiled.shape} {compiled.dtype} != eager {eager.shape} {eager.dtype}"
@@ -76,9 +83,9 @@ def assert_same(compiled, eager, dtype=np.float64) -> None:
     if a.dtype.kind != "f":
         np.testing.assert_array_equal(a, b)
     elif np.dtype(dtype) == np.float64:
-        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12 if atol is None else atol)
     else:
-        np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6)
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6 if atol is None else atol)
 
 
 def _arrays(case, dtype):
@@ -112,14 +119,19 @@ def check_grad(name, case, fuse, dtype=np.float64):
         assert_same(c, e, dtype)
 
 
+@pytest.fixture
+def numpy_kernels(monkeypatch):
+    monkeypatch.setenv(TARGET_ENV, "numpy")
+
+
 @pytest.mark.parametrize("name,case", ALL, ids=IDS)
-def test_forward_equals_eager(name, case):
-    check_forward(name, case, fuse=False)
+def test_forward_equals_eager(name, case, numpy_kernels):
+    check_forward(name, case, fuse=True)
 
 
 @pytest.mark.parametrize("name,case", DIFF, ids=DIFF_IDS)
-def test_grad_equals_eager(name, case):
-    check_grad(name, case, fuse=False)
+def test_grad_equals_eager(name, case, numpy_kernels):
+    check_grad(name, case, fuse=True)
 
 
 # One (2, 3)-shaped case per family whose backward is an elementwise chain that fusion
@@ -133,6 +145,24 @@ FUSED_CASES = [next((n, c) for n, c in DIFF if n == name and c.args[0].shape == 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("name,case", FUSED_CASES, ids=[n for n, _ in FUSED_CASES])
-def test_fused_equals_eager(name, case, dtype):
-    check_forward(name, case, fuse=True, dtype=dtype)
+def test_grad_on_numba_kernels_equals_eager(name, case, dtype, monkeypatch):
+    pytest.importorskip("numba")
+    monkeypatch.setenv(TARGET_ENV, "numba")
     check_grad(name, case, fuse=True, dtype=dtype)
+
+
+def test_a_large_broadcasting_group_on_numba_kernels(monkeypatch):
+    """A group big enough for the parallel loop, reading operands broadcast along
+    different axes: a bias (W,) and a (B, 1, W) plane against (B, C, W)."""
+    pytest.importorskip("numba")
+    monkeypatch.setenv(TARGET_ENV, "numba")
+    rng = np.random.default_rng(5)
+    xs = [cr.tensor(rng.standard_normal(s).astype(np.float32))
+          for s in ((16, 8, 256), (256,), (16, 1, 256))]
+
+    def f(x, b, r):
+        return (cr.tanh(x * r + b) * cr.sigmoid(x) - b * r).sum()
+
+    g = cr.grad(f, argnums=(0, 1, 2))
+    for c, e in zip(compiled_twice(jit(g), *xs), g(*xs)):  # b's gradient sums 128 rows
+        assert_same(c, e, np.float32, atol=1e-6 * float(np.abs(e.numpy()).max()))

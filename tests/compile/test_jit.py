@@ -467,9 +467,6 @@ def test_inplace_writes_on_arguments_are_written_back():
     np.testing.assert_array_equal(x.numpy(), [3.0] * 3)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a compiled call captures the .grad tensor of the "
-                                       "trace and then rebinds .grad, so accumulation reads "
-                                       "a stale gradient")
 def test_gradients_accumulate_across_compiled_calls():
     cr.manual_seed(0)
     model = nn.Linear(3, 2)
@@ -487,8 +484,6 @@ def test_gradients_accumulate_across_compiled_calls():
     close(model.weight.grad, one * 4, 1e-5, 1e-5)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: an output that is a graph constant comes back "
-                                       "read-only")
 def test_constant_outputs_are_writable():
     out = compiled(jit(lambda x: cr.ones(3)), cr.ones(2))
     out.add_(1)

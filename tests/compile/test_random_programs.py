@@ -8,10 +8,14 @@ keep their axes, a matmul by a captured matrix, reshape and transpose round trip
 identities the simplifier removes. Every value stays broadcastable with every other, so
 any two can be combined. Hypothesis shrinks a failure to a short program, which the
 failure message prints as a listing.
+
+Each program runs with fusion off, through the full pipeline with fused groups on the
+NumPy kernel target, and (a few examples: kernel builds are slow) on numba kernels.
 """
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -19,7 +23,7 @@ from hypothesis.extra import numpy as hnp
 import chainrule as cr
 from chainrule.compile import jit
 
-from .test_differential import assert_well_formed, passes
+from .test_differential import TARGET_ENV, compiled_twice, passes
 
 MATS = {n: cr.tensor(np.random.default_rng(n).standard_normal((n, n)) / n) for n in range(1, 5)}
 
@@ -113,12 +117,7 @@ def inputs(shapes, seed):
 
 
 def assert_compiled_equals_eager(fn, xs, program, fuse):
-    jf = jit(fn, passes=passes(fuse))
-    jf(*xs)
-    got = jf(*xs)
-    assert len(jf.cache) == 1
-    for _, graph in next(iter(jf.cache.values())).lowered.stages:
-        assert_well_formed(graph)
+    got = compiled_twice(jit(fn, passes=passes(fuse)), *xs)
     want = fn(*xs)
     for k, (g, w) in enumerate(zip(got, want)):
         assert g.shape == w.shape and g.dtype == w.dtype, f"output {k}\n{program}"
@@ -140,12 +139,26 @@ def test_random_programs_without_fusion(program, seed):
                                  fuse=False)
 
 
-@settings(max_examples=10, **SETTINGS)
+@settings(max_examples=15, **SETTINGS)
 @given(programs(), st.integers(0, 2 ** 32 - 1))
 def test_random_programs_full_pipeline(program, seed):
+    check(program, seed, "numpy")
+
+
+@settings(max_examples=3, **SETTINGS)  # each example builds numba kernels (~0.5 s each)
+@given(programs(), st.integers(0, 2 ** 32 - 1))
+def test_random_programs_on_numba_kernels(program, seed):
+    pytest.importorskip("numba")
+    check(program, seed, "numba")
+
+
+def check(program, seed, target):
+    """Forward and gradients, full pipeline, fused groups on ``target``."""
     shapes, steps = program
     xs, text = inputs(shapes, seed), listing(shapes, steps)
     n = len(xs)
-    assert_compiled_equals_eager(forward(n, steps), xs, text, fuse=True)
-    assert_compiled_equals_eager(cr.grad(loss(n, steps), argnums=tuple(range(n))), xs, text,
-                                 fuse=True)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(TARGET_ENV, target)
+        assert_compiled_equals_eager(forward(n, steps), xs, text, fuse=True)
+        assert_compiled_equals_eager(cr.grad(loss(n, steps), argnums=tuple(range(n))), xs,
+                                     text, fuse=True)
