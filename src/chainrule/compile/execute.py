@@ -2,15 +2,25 @@
 
 ``Program(graph)`` resolves every equation once: the callable, where its inputs come
 from (environment slot or constant), and which slots die after it. ``run(inputs)``
-is then a tight loop. An equation's primitive may offer ``impl_into(out, *arrays,
-**params)`` and the graph's ``meta["buffers"]`` (from the buffer-planning pass) may
-assign it a buffer to write into; otherwise ``impl`` allocates its result.
+is then a tight loop.
+
+A fused equation (``codegen.FusedGroup``) may define several values: its primitive's
+``outs``; ``impl`` then returns a tuple. When the buffer-planning pass ran,
+``graph.meta["buffers"]`` maps a value to a buffer index and ``meta["buffer_specs"]``
+gives each buffer's (shape, dtype); an equation with planned outputs calls
+``impl_into(out, *arrays, **params)`` (the fused group's own, or the primitive's from
+``codegen/into.py``) with a view of its buffer at the value's shape and dtype (for a
+fused group with several outputs, a tuple with None for the unplanned ones). The
+buffers are allocated at the first call and kept for the next ones (a call running
+while another holds them allocates its own set); graph outputs never live in them.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ..core.dispatch import error_kind
+from .codegen import eqn_outs
+from .codegen.into import impl_into
 from .ir import Graph
 
 
@@ -26,41 +36,72 @@ class Program:
                 last[v.id] = i
         keep = {v.id for v in graph.outputs}
         buffers = graph.meta.get("buffers", {})  # out var id -> buffer index
-        self.n_buffers = graph.meta.get("n_buffers", 0)
         self.buffer_specs = graph.meta.get("buffer_specs", [])
+        self.n_buffers = len(self.buffer_specs)
         steps = []
+        self._planned = []  # per step: (buffer index, Var) per output, or None
         for i, e in enumerate(graph.eqns):
             ins = tuple((None, v.const) if v.const is not None else (slot[v.id], None)
                         for v in e.ins)
-            slot[e.out.id] = len(slot)
+            outs = eqn_outs(e)
+            for o in outs:
+                slot[o.id] = len(slot)
             dead = tuple(slot[v.id] for v in {v.id: v for v in e.ins}.values()
                          if v.const is None and last.get(v.id) == i and v.id not in keep)
-            into = getattr(e.prim, "impl_into", None) if e.out.id in buffers else None
-            steps.append((e, e.prim.impl, into, buffers.get(e.out.id), ins, e.params,
-                          slot[e.out.id], dead))
+            dead += tuple(slot[o.id] for o in outs if o.id not in last and o.id not in keep)
+            planned = [(buffers.get(o.id), o) for o in outs]
+            into = impl_into(e) if any(b is not None for b, _ in planned) else None
+            self._planned.append(planned if into is not None else None)
+            out_slots = slot[outs[0].id] if len(outs) == 1 else tuple(slot[o.id] for o in outs)
+            steps.append((e, e.prim.impl, into, i, ins, e.params, out_slots, dead))
         self.steps = steps
         self.n_slots = len(slot)
         self.inputs = [slot[v.id] for v in graph.inputs]
         self.outputs = [(None, v.const) if v.const is not None else (slot[v.id], None)
                         for v in graph.outputs]
+        self._pool: list = []  # buffer sets (per-step views) free for the next call
+
+    def _buffers(self) -> list:
+        """Per step: the view(s) its planned outputs write into (None if unplanned)."""
+        raw = [np.empty(shape, dtype).reshape(-1).view(np.uint8)
+               for shape, dtype in self.buffer_specs]
+        views = []
+        for planned in self._planned:
+            if planned is None:
+                views.append(None)
+                continue
+            vs = tuple(None if b is None else raw[b].view(o.dtype).reshape(o.shape)
+                       for b, o in planned)
+            views.append(vs[0] if len(vs) == 1 else vs)
+        return views
 
     def run(self, inputs: list) -> list:
         env = [None] * self.n_slots
         for s, a in zip(self.inputs, inputs):
             env[s] = a
-        bufs = [np.empty(shape, dtype) for shape, dtype in self.buffer_specs]
-        for e, impl, into, buf, ins, params, out, dead in self.steps:
-            args = [env[s] if s is not None else c for s, c in ins]
-            try:
-                if into is not None:
-                    r = into(bufs[buf], *args, **params)
+        views = self._pool.pop() if self._pool else (self._buffers() if self.n_buffers
+                                                      else None)
+        try:
+            for e, impl, into, k, ins, params, out, dead in self.steps:
+                args = [env[s] if s is not None else c for s, c in ins]
+                try:
+                    if into is not None:
+                        r = into(views[k], *args, **params)
+                    else:
+                        r = impl(*args, **params)
+                except Exception as exc:
+                    shapes = ", ".join(f"{tuple(np.shape(a))} {np.asarray(a).dtype}"
+                                       for a in args)
+                    raise error_kind(exc)(f"jit: {e.prim.name} failed at run time: {exc} "
+                                          f"(inputs: {shapes})") from None
+                if out.__class__ is int:
+                    env[out] = r if r.__class__ is np.ndarray else np.asarray(r)
                 else:
-                    r = impl(*args, **params)
-            except Exception as exc:
-                shapes = ", ".join(f"{tuple(np.shape(a))} {np.asarray(a).dtype}" for a in args)
-                raise error_kind(exc)(f"jit: {e.prim.name} failed at run time: {exc} "
-                                      f"(inputs: {shapes})") from None
-            env[out] = r if r.__class__ is np.ndarray else np.asarray(r)
-            for s in dead:
-                env[s] = None
+                    for s, a in zip(out, r):
+                        env[s] = a
+                for s in dead:
+                    env[s] = None
+        finally:
+            if views is not None:
+                self._pool.append(views)
         return [env[s] if s is not None else c for s, c in self.outputs]

@@ -1,0 +1,76 @@
+"""Registered primitives that can write their result into a given array.
+
+``impl_into(out, *arrays, **params)`` computes what ``impl`` computes, into ``out`` (an
+array of the equation's shape and dtype), and returns it. The buffer plan
+(``passes/plan.py``) gives such equations a reusable buffer; the executor looks the
+function up here (a fused group carries its own ``impl_into``).
+
+``FRESH`` names the primitives whose result never shares memory with an input: the plan
+treats every other primitive (the views, and anything it does not know) as possibly
+returning a view that keeps its inputs' memory in use.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ...core.primitive import PRIMITIVES
+from . import OPS
+from .numpy_target import INTO as _NUMPY_INTO, UFUNCS
+
+
+def _ufunc(u):
+    def into(out, *xs):
+        return u(*xs, out=out)
+    return into
+
+
+def _reduce(u):
+    def into(out, x, *, axis, keepdims):
+        return u.reduce(x, axis=axis, keepdims=keepdims, out=out)
+    return into
+
+
+def _matmul(out, a, b):
+    return np.matmul(a, b, out=out)
+
+
+INTO = {
+    **{name: _ufunc(u) for name, u in UFUNCS.items()},
+    **_NUMPY_INTO,
+    "matmul": _matmul,
+    "sum": _reduce(np.add),
+    "prod": _reduce(np.multiply),
+    "amax": _reduce(np.maximum),
+    "amin": _reduce(np.minimum),
+}
+
+# elementwise with no broadcasting: an operand of the result's shape and dtype that
+# dies here may share the result's buffer (ufuncs read each element before writing it)
+IN_PLACE = frozenset(UFUNCS) | {"relu"}
+
+FRESH = frozenset(OPS) | {"matmul", "sum", "prod", "amax", "amin", "argmax", "argmin",
+                          "cumsum", "softmax", "log_softmax", "logsumexp", "cat", "pad",
+                          "take", "take_add", "take_along", "take_along_add", "index_add",
+                          "index_put", "col2im"}
+
+
+def registered(prim) -> bool:
+    """A row of the primitive table (not a custom function's primitive of that name)."""
+    return PRIMITIVES.get(prim.name) is prim
+
+
+def impl_into(e):
+    """The function that writes equation ``e``'s result into a given array, or None."""
+    f = getattr(e.prim, "impl_into", None)
+    if f is not None:
+        return f
+    if not registered(e.prim):
+        return None
+    if e.prim.name == "matmul" and min(len(v.shape) for v in e.ins) < 2:
+        return None  # vector products: NumPy's out= wants the exact result rank
+    return INTO.get(e.prim.name)
+
+
+def fresh(e) -> bool:
+    """Whether ``e``'s result surely owns its memory (never a view of an input)."""
+    return hasattr(e.prim, "outs") or (registered(e.prim) and e.prim.name in FRESH)

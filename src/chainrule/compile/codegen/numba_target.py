@@ -1,0 +1,412 @@
+"""The numba target: a fused group becomes generated Python source, compiled once with
+``@njit(parallel=True)`` into one ``prange`` loop that writes every group output.
+
+Each primitive has a scalar template (``TEMPLATES``): statements that assign ``{o}``
+from the operands ``{a} {b} {c}``. Constants are spelled in the member's dtype
+(``{one}`` is ``np.float32(1.0)`` in a float32 kernel), so float32 work stays float32
+(numba types ``np.exp(float32)`` and ``math.erf(float32)`` as float32). Loops are
+compiled with ``fastmath=False`` and ``error_model="numpy"`` (x / 0 is inf, not an
+exception), and the templates keep NumPy's semantics: maximum/minimum/relu propagate
+NaN, sigmoid and softplus use the eager primitives' stable forms.
+
+Transcendentals stay in SIMD: a call to glibc's ``expf`` costs 2.3 ns per element here
+(``tanhf`` 22, ``log1pf`` 18; NumPy's SIMD ufuncs 0.4) and a call in the loop body keeps
+LLVM from vectorizing it. So exp and log are helpers written in arithmetic and bit
+casts (below), and tanh (Cody & Waite's rational form below ln(3)/2,
+``1 - 2/(exp(2|x|) + 1)`` above), log1p (Goldberg's ``log(u) * x / (u - 1)``), expm1
+(Kahan's ``(u - 1) * x / log(u)``), sigmoid and softplus are built from them, with
+both sides of a case computed and one selected (no branch). They agree with NumPy to a
+few ulp. sin, cos, erf and general pow call libm (scalar).
+
+The iteration space is the group's merged layout, split into an outer ``prange`` over
+rows and an inner loop, at the axis where the fewest per-element index divisions are
+needed: a bias (C,) on (B, C) reads ``b[j]``, a row statistic (B, 1) is loaded once per
+row, a scalar once per call.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from . import record_compile
+
+NAME = "numba"
+PARALLEL_MIN = 1 << 14  # smaller groups run a serial loop (no thread start-up)
+# Kernels do each member's arithmetic exactly as NumPy does (fastmath off: no FMA
+# contraction, which would change results where sums cancel). The exp/log helpers,
+# approximations anyway, let LLVM contract their polynomials into FMAs.
+FASTMATH = False
+HELPER_FASTMATH = {"contract"}
+
+_numba = None
+HELPERS: dict = {}  # name -> jitted helper, in every kernel's namespace
+
+
+def available() -> bool:
+    global _numba
+    if _numba is None:
+        try:
+            import numba
+        except ImportError:
+            _numba = False
+        else:
+            _numba = numba
+            _load_helpers()
+    return bool(_numba)
+
+
+# ------------------------------------------------------------------ exp and log
+# Vectorizable exp and log: no library call, so LLVM turns the loop into SIMD code
+# (a call to glibc's expf costs 2.3 ns per element here, these ~0.3). Both are within
+# 1-2 ulp of the correctly rounded result (the tests compare them with NumPy's).
+# exp: x = k ln2 + r, |r| <= ln2/2 (Cody & Waite's two-part ln2), Taylor polynomial
+# of e^r (degree 7 for float32, 13 for float64), times 2^k built from its bits in two
+# halves (so results that are subnormal or overflow come out right).
+# log: x = m 2^e with m in [sqrt(1/2), sqrt(2)), log m = 2 atanh(s), s = (m-1)/(m+1).
+_as_float = _as_int = None  # bit casts (numba intrinsics, made by _load_helpers)
+_F4, _F8 = np.float32, np.float64
+
+
+def _exp32(x):
+    xc = x if x > _F4(-104.0) else _F4(-104.0)
+    xc = xc if xc < _F4(89.0) else _F4(89.0)
+    k = (xc * _F4(1.4426950408889634) + _F4(12582912.0)) - _F4(12582912.0)
+    r = (xc - k * _F4(0.693359375)) - k * _F4(-2.12194440e-4)
+    p = _F4(1 / 5040)
+    for c in (1 / 720, 1 / 120, 1 / 24, 1 / 6, 0.5, 1.0, 1.0):
+        p = p * r + _F4(c)
+    ki = np.int64(k)
+    half = ki >> 1
+    y = p * _as_float(np.int32((half + 127) << 23)) * _as_float(np.int32((ki - half + 127) << 23))
+    return y if x == x else x
+
+
+def _exp64(x):
+    xc = x if x > -746.0 else -746.0
+    xc = xc if xc < 710.0 else 710.0
+    k = (xc * 1.4426950408889634 + 6755399441055744.0) - 6755399441055744.0
+    r = (xc - k * 6.93147180369123816490e-01) - k * 1.90821492927058770002e-10
+    p = 1 / 6227020800
+    for c in (1 / 479001600, 1 / 39916800, 1 / 3628800, 1 / 362880, 1 / 40320, 1 / 5040,
+              1 / 720, 1 / 120, 1 / 24, 1 / 6, 0.5, 1.0, 1.0):
+        p = p * r + c
+    ki = np.int64(k)
+    half = ki >> 1
+    y = p * _as_float((half + 1023) << 52) * _as_float((ki - half + 1023) << 52)
+    return y if x == x else x
+
+
+def _log32(x):
+    tiny = x < _F4(1.1754943508222875e-38)
+    bits = np.int64(_as_int(x * _F4(8388608.0) if tiny else x))
+    e = ((bits >> 23) & 0xFF) - (150 if tiny else 127)
+    m = _as_float(np.int32((bits & 0x7FFFFF) | 0x3F800000))
+    big = m > _F4(1.4142135623730951)
+    m = m * _F4(0.5) if big else m
+    e = e + 1 if big else e
+    f = m - _F4(1.0)
+    s = f / (_F4(2.0) + f)
+    z = s * s
+    p = _F4(2 / 9)
+    for c in (2 / 7, 2 / 5, 2 / 3):
+        p = p * z + _F4(c)
+    ef = _F4(e)
+    y = ef * _F4(0.693359375) + ((s + s) + (s * z * p + ef * _F4(-2.12194440e-4)))
+    if x != x or x == _F4(np.inf):
+        return x
+    if x == _F4(0.0):
+        return _F4(-np.inf)
+    return _F4(np.nan) if x < _F4(0.0) else y
+
+
+def _log64(x):
+    tiny = x < 2.2250738585072014e-308
+    bits = _as_int(x * 4503599627370496.0 if tiny else x)
+    e = ((bits >> 52) & 0x7FF) - (1075 if tiny else 1023)
+    m = _as_float((bits & 0xFFFFFFFFFFFFF) | 0x3FF0000000000000)
+    big = m > 1.4142135623730951
+    m = m * 0.5 if big else m
+    e = e + 1 if big else e
+    f = m - 1.0
+    s = f / (2.0 + f)
+    z = s * s
+    p = 2 / 21
+    for c in (2 / 19, 2 / 17, 2 / 15, 2 / 13, 2 / 11, 2 / 9, 2 / 7, 2 / 5, 2 / 3):
+        p = p * z + c
+    ef = np.float64(e)
+    y = ef * 6.93147180369123816490e-01 + ((s + s) + (s * z * p + ef * 1.90821492927058770002e-10))
+    if x != x or x == np.inf:
+        return x
+    if x == 0.0:
+        return -np.inf
+    return np.nan if x < 0.0 else y
+
+
+def _load_helpers() -> None:
+    """Make the bit-cast intrinsics and jit the helpers (numba is importable)."""
+    global _as_float, _as_int
+    from llvmlite import ir
+    from numba import types
+    from numba.extending import intrinsic
+
+    def cast(src, dst, llvm):
+        def impl(typingctx, x):
+            if x == src:
+                return dst(src), lambda context, builder, sig, args: builder.bitcast(args[0],
+                                                                                     llvm)
+            return None
+        return impl
+
+    @intrinsic
+    def as_float(typingctx, x):
+        for src, dst, llvm in ((types.int32, types.float32, ir.FloatType()),
+                               (types.int64, types.float64, ir.DoubleType())):
+            r = cast(src, dst, llvm)(typingctx, x)
+            if r:
+                return r
+        return None
+
+    @intrinsic
+    def as_int(typingctx, x):
+        for src, dst, llvm in ((types.float32, types.int32, ir.IntType(32)),
+                               (types.float64, types.int64, ir.IntType(64))):
+            r = cast(src, dst, llvm)(typingctx, x)
+            if r:
+                return r
+        return None
+
+    _as_float, _as_int = as_float, as_int
+    for fn in (_exp32, _exp64, _log32, _log64):
+        HELPERS[fn.__name__] = _numba.njit(error_model="numpy", fastmath=HELPER_FASTMATH)(fn)
+
+
+# ------------------------------------------------------------------ templates
+_SELECT_MAX = "{o} = {a} if ({a} >= {b} or {a} != {a}) else {b}"
+_SELECT_MIN = "{o} = {a} if ({a} <= {b} or {a} != {a}) else {b}"
+
+# tanh for |x| >= ln(3)/2, and the choice (both sides computed: no branch, so SIMD)
+_TANH_LARGE = ("{o}_q = {half} - {one} / ({exp}({o}_f + {o}_f) + {one})\n"
+               "{o}_q = {o}_q + {o}_q\n"
+               "{o}_q = -{o}_q if {a} < {zero} else {o}_q\n"
+               "{o} = {o}_p if {o}_f < {T}(0.5493061443340548) else {o}_q")
+
+TEMPLATES = {
+    "neg": "{o} = -{a}",
+    "abs": "{o} = abs({a})",
+    "sign": "{o} = {one} if {a} > {zero} else (-{one} if {a} < {zero} else "
+            "({zero} if {a} == {zero} else {a}))",
+    "relu": "{o} = {a} if ({a} >= {zero} or {a} != {a}) else {zero}",
+    "add": "{o} = {a} + {b}",
+    "sub": "{o} = {a} - {b}",
+    "mul": "{o} = {a} * {b}",
+    "div": "{o} = {a} / {b}",
+    "pow": "{o} = np.power({a}, {b})",
+    "maximum": _SELECT_MAX,
+    "minimum": _SELECT_MIN,
+    "exp": "{o} = {exp}({a})",
+    "log": "{o} = {log}({a})",
+    "sqrt": "{o} = np.sqrt({a})",
+    "sin": "{o} = np.sin({a})",
+    "cos": "{o} = np.cos({a})",
+    "log1p": "{o}_u = {one} + {a}\n"
+             "{o}_d = {o}_u - {one}\n"
+             "{o} = {a} if {o}_d == {zero} else "
+             "({o}_u if {o}_u == {inf} else {log}({o}_u) * ({a} / {o}_d))",
+    "expm1": "{o}_u = {exp}({a})\n"
+             "{o}_m = {o}_u - {one}\n"
+             "{o} = {a} if {o}_u == {one} else ({o}_m if ({o}_m == -{one} or {o}_u == {inf}) "
+             "else {o}_m * ({a} / {log}({o}_u)))",
+    # the eager impl's form: e = exp(-|x|), r = 1 / (1 + e), r or e * r by sign
+    "sigmoid": "{o}_e = {exp}(-abs({a}))\n"
+               "{o}_r = {one} / ({one} + {o}_e)\n"
+               "{o} = {o}_r if {a} >= {zero} else {o}_e * {o}_r",
+    # max(x, 0) + log1p(exp(-|x|)), log1p as above (its argument is in [0, 1])
+    "softplus": "{o}_e = {exp}(-abs({a}))\n"
+                "{o}_u = {one} + {o}_e\n"
+                "{o}_d = {o}_u - {one}\n"
+                "{o}_l = {o}_e if {o}_d == {zero} else {log}({o}_u) * ({o}_e / {o}_d)\n"
+                "{o} = ({a} if ({a} >= {zero} or {a} != {a}) else {zero}) + {o}_l",
+    # Cody & Waite: x + x*g*P(g)/Q(g) for |x| < ln(3)/2, else 1 - 2/(exp(2|x|) + 1)
+    "tanh": {
+        "f8": "{o}_f = abs({a})\n"
+              "{o}_g = {a} * {a}\n"
+              "{o}_p = {a} + {a} * ({o}_g * (({T}(-0.96437492777225469787) * {o}_g + "
+              "{T}(-0.99225929672236083313e2)) * {o}_g + {T}(-0.16134119023996228053e4)) / "
+              "((({o}_g + {T}(0.11274474380534949335e3)) * {o}_g + "
+              "{T}(0.22337720718962312926e4)) * {o}_g + {T}(0.48402357071988688686e4)))\n"
+              + _TANH_LARGE,
+        "f4": "{o}_f = abs({a})\n"
+              "{o}_g = {a} * {a}\n"
+              "{o}_p = {a} + {a} * (({T}(-0.3831010665e-2) * {o}_g + {T}(-0.8237728127)) * "
+              "{o}_g / ({o}_g + {T}(2.471319654)))\n"
+              + _TANH_LARGE,
+    },
+    # the eager erf computes float32 in float64 and rounds
+    "erf": {"f8": "{o} = math.erf({a})", "f4": "{o} = {T}(math.erf(np.float64({a})))"},
+    "eq": "{o} = {a} == {b}",
+    "ne": "{o} = {a} != {b}",
+    "lt": "{o} = {a} < {b}",
+    "le": "{o} = {a} <= {b}",
+    "gt": "{o} = {a} > {b}",
+    "ge": "{o} = {a} >= {b}",
+    "logical_and": "{o} = bool({a}) and bool({b})",
+    "logical_or": "{o} = bool({a}) or bool({b})",
+    "logical_not": "{o} = not bool({a})",
+    "isnan": "{o} = {a} != {a}",
+    "isinf": "{o} = np.isinf({a})",
+    "isfinite": "{o} = np.isfinite({a})",
+    "where": "{o} = {b} if {a} else {c}",
+    "cast": "{o} = {T}({a})",
+}
+
+# pow with a scalar constant exponent: cheaper exact forms (x*x is powf(x, 2) exactly;
+# x*x*x and 1/x are within an ulp of it)
+POW_BY_CONST = {1.0: "{o} = {a}", 2.0: "{o} = {a} * {a}", 3.0: "{o} = {a} * {a} * {a}",
+                -1.0: "{o} = {one} / {a}"}
+CAST_TO_BOOL = "{o} = {a} != 0"
+_WRAP = {"i4": "np.int32"}  # numba widens int32 arithmetic to int64: wrap like NumPy
+
+
+def _ctor(dt: np.dtype) -> str:
+    return "np.bool_" if dt.kind == "b" else f"np.{dt.name}"
+
+
+def _template(op: str, args: tuple, params: dict, dtype: np.dtype, consts: tuple) -> str:
+    if op == "pow" and args[1][0] == "in" and consts[args[1][1]] in POW_BY_CONST:
+        return POW_BY_CONST[consts[args[1][1]]]
+    if op == "cast" and dtype.kind == "b":
+        return CAST_TO_BOOL
+    t = TEMPLATES[op]
+    return t[f"{dtype.kind}{dtype.itemsize}"] if isinstance(t, dict) else t
+
+
+# ------------------------------------------------------------------ loop structure
+
+def _split(layout) -> int:
+    """Where to split the merged axes into outer (prange) and inner loop: the fewest
+    per-element index divisions, then enough rows to share among threads."""
+    dims = layout.dims
+    nd = len(dims)
+    blocks = [layout.block(k) for k in range(len(layout.spans))]
+    best = None
+    for p in range(1, nd + 1):
+        rows = int(np.prod(dims[:p], dtype=np.int64))
+        cost = 0
+        for b in blocks:
+            if b is None:
+                continue
+            lo, hi = b
+            if p == nd:
+                cost += (hi != nd) + (lo != 0)
+            elif lo >= p:
+                cost += (hi != nd) + (lo != p)
+            elif hi > p:
+                cost += (hi != nd) + (lo != 0)
+        key = (cost, rows < 16, p)
+        if best is None or key < best[0]:
+            best = (key, p)
+    return best[1] if nd else 0
+
+
+def _index(var: str, div: int, mod: int, skip_div: bool, skip_mod: bool) -> str:
+    e = var if skip_div else f"({var} // {div})"
+    return e if skip_mod else f"({e} % {mod})"
+
+
+def source(spec) -> tuple:
+    """(Python source of the kernel, split axis, parallel?) for a KernelSpec."""
+    layout = spec.layout
+    dims = layout.dims
+    nd = len(dims)
+    p = _split(layout)
+    n = layout.size
+    par = n >= PARALLEL_MIN
+    loop = "prange" if par else "range"
+    prod = lambda a, b: int(np.prod(dims[a:b], dtype=np.int64))  # noqa: E731
+    n_in = len(spec.in_dtypes)
+    top, outer, inner = [], [], []
+    for k in range(n_in):
+        b = layout.block(k)
+        if b is None:
+            top.append(f"v{k} = a{k}[0]")
+            continue
+        lo, hi = b
+        if p >= nd:  # flat loop: i is the only index
+            idx = _index("i", prod(hi, nd), prod(lo, hi), hi == nd, lo == 0)
+            inner.append(f"v{k} = a{k}[{idx}]")
+        elif lo >= p:
+            idx = _index("j", prod(hi, nd), prod(lo, hi), hi == nd, lo == p)
+            inner.append(f"v{k} = a{k}[{idx}]")
+        elif hi <= p:
+            idx = _index("o", prod(hi, p), prod(lo, hi), hi == p, lo == 0)
+            outer.append(f"v{k} = a{k}[{idx}]")
+        else:
+            idx = _index("i", prod(hi, nd), prod(lo, hi), hi == nd, lo == 0)
+            inner.append(f"v{k} = a{k}[{idx}]")
+    body = []
+    for j, (op, args, params, dtype) in enumerate(spec.members):
+        names = [f"v{r}" if kind == "in" else f"t{r}" for kind, r in args]
+        if op == "cast":
+            dtype = np.dtype(params["dtype"])
+        T = _ctor(dtype)
+        bits = 32 if dtype == np.float32 else 64
+        fmt = dict(o=f"t{j}", T=T, one=f"{T}(1)", zero=f"{T}(0)", half=f"{T}(0.5)",
+                   inf=f"{T}(np.inf)", exp=f"_exp{bits}", log=f"_log{bits}",
+                   **dict(zip("abc", names)))
+        body.extend(_template(op, args, params, dtype, spec.consts).format(**fmt).split("\n"))
+        wrap = _WRAP.get(f"{dtype.kind}{dtype.itemsize}")
+        if wrap and op != "cast":
+            body.append(f"t{j} = {wrap}(t{j})")
+    stores = [f"r{m}[i] = t{j}" for m, j in enumerate(spec.outputs)]
+    params = ", ".join([f"a{k}" for k in range(n_in)]
+                       + [f"r{m}" for m in range(len(spec.outputs))])
+    lines = [f"def kernel(R, C, {params}):"] + ["    " + s for s in top]
+    if p >= nd:
+        lines.append(f"    for i in {loop}(R):")
+        lines += ["        " + s for s in inner + body + stores]
+    else:
+        lines.append(f"    for o in {loop}(R):")
+        lines += ["        " + s for s in outer]
+        lines += ["        base = o * C", "        for j in range(C):", "            i = base + j"]
+        lines += ["            " + s for s in inner + body + stores]
+    return "\n".join(lines) + "\n", p, par
+
+
+# ------------------------------------------------------------------ compile and run
+
+_cache: dict = {}
+
+
+class Kernel:
+    """A compiled group: flattens its arrays and calls the jitted loop."""
+
+    def __init__(self, fn, rows: int, cols: int, name: str, src: str):
+        self.fn, self.rows, self.cols, self.name, self.source = fn, rows, cols, name, src
+
+    def __call__(self, outs: list, ins: list) -> None:
+        flat = [a.reshape(-1) if a.flags.c_contiguous else np.ascontiguousarray(a).reshape(-1)
+                for a in ins]
+        fn = self.fn
+        known = len(fn.signatures)
+        t0 = time.perf_counter()
+        fn(self.rows, self.cols, *flat, *[o.reshape(-1) for o in outs])
+        if len(fn.signatures) > known:  # this call compiled a specialization
+            record_compile(self.name, time.perf_counter() - t0)
+
+
+def build(spec, name: str = "kernel") -> Kernel:
+    """The kernel for ``spec``; equal specs share one compiled function."""
+    src, p, par = source(spec)
+    dims = spec.layout.dims
+    rows = int(np.prod(dims[:p], dtype=np.int64)) if p < len(dims) else spec.layout.size
+    cols = int(np.prod(dims[p:], dtype=np.int64)) if p < len(dims) else 1
+    fn = _cache.get(src)
+    if fn is None:
+        ns = {"np": np, "math": math, "prange": _numba.prange, **HELPERS}
+        exec(compile(src, f"<chainrule kernel {name}>", "exec"), ns)
+        fn = _numba.njit(parallel=par, fastmath=FASTMATH, error_model="numpy", cache=False,
+                         nogil=True)(ns["kernel"])
+        _cache[src] = fn
+    return Kernel(fn, rows, cols, name, src)

@@ -1,0 +1,145 @@
+"""Buffer planning: liveness over the final equation list, and buffers reused where the
+byte sizes match.
+
+The executor already drops each value after its last use. This pass goes further for
+the equations that can write into a given array (fused groups, ufunc-based elementwise
+primitives, matmul, reductions: ``codegen/into.py``): it assigns each such result a
+buffer index, reusing a buffer whose previous value is dead, and the ``Program`` keeps
+the buffers from call to call, so a compiled step stops allocating (and page-faulting)
+its intermediates. A ufunc whose operand of the same shape and dtype dies at that
+equation writes over the operand in place.
+
+Rules that keep this safe:
+
+* Liveness extends through views. A result that may share memory with an input (the
+  view primitives reshape/transpose/broadcast_to/getitem, and any primitive not known
+  to return fresh memory, ``into.FRESH``) keeps that input alive as long as itself.
+* Graph outputs, and values that a graph output may view, never get a buffer: the
+  caller owns them after the call.
+* A buffer is reused only after its last reader has run (in-place only as said above).
+
+``graph.meta`` gets ``buffers`` {out Var id: buffer index}, ``buffer_specs``
+[(shape, dtype)] (a buffer serves every value of its byte size; the executor views it at
+each value's shape and dtype), and three peak-memory figures in bytes, for the values
+the equations create (graph inputs and constants excluded; views count 0):
+``peak_bytes_before`` with no reuse at all (every intermediate kept to the end),
+``peak_bytes_freed`` for the executor's free-at-last-use baseline, and
+``peak_bytes_after`` with this plan (persistent buffers plus the unplanned values alive
+at each step). ``memory_report(graph)`` prints them.
+"""
+from __future__ import annotations
+
+from ..codegen import eqn_outs
+from ..codegen.into import IN_PLACE, fresh, impl_into, registered
+from ..ir import Graph
+
+__all__ = ["plan", "memory_report"]
+
+
+def plan(graph: Graph) -> Graph:
+    """Assign reusable buffers (see the module docstring); a new Graph, same equations."""
+    eqns = graph.eqns
+    end = len(eqns)
+    made = {}  # Var id -> Var, for values the equations define
+    for e in eqns:
+        for o in eqn_outs(e):
+            made[o.id] = o
+    last = {}
+    for i, e in enumerate(eqns):
+        for o in eqn_outs(e):
+            last[o.id] = i  # a value never read dies where it is made
+        for v in e.ins:
+            if v.id in made:
+                last[v.id] = i
+    for v in graph.outputs:
+        if v.id in made:
+            last[v.id] = end
+    for i in range(end - 1, -1, -1):  # a possible view keeps its base alive
+        e = eqns[i]
+        if not fresh(e):
+            until = max(last[o.id] for o in eqn_outs(e))
+            for v in e.ins:
+                if v.id in made and last[v.id] < until:
+                    last[v.id] = until
+
+    buffers: dict = {}   # Var id -> buffer index
+    specs: list = []     # buffer index -> (shape, dtype)
+    sizes: list = []     # buffer index -> nbytes
+    free: dict = {}      # nbytes -> [buffer index]
+    expire: dict = {}    # equation index -> [buffer index] released after it runs
+    for i, e in enumerate(eqns):
+        if impl_into(e) is not None:
+            for o in eqn_outs(e):
+                if last[o.id] >= end or o.nbytes == 0:
+                    continue
+                b = _in_place(e, o, i, buffers, last, expire)
+                if b is None:
+                    pool = free.get(o.nbytes)
+                    if pool:
+                        b = pool.pop()
+                    else:
+                        b = len(specs)
+                        specs.append((o.shape, o.dtype))
+                        sizes.append(o.nbytes)
+                buffers[o.id] = b
+                expire.setdefault(last[o.id], []).append(b)
+        for b in expire.pop(i, []):
+            free.setdefault(sizes[b], []).append(b)
+
+    before, freed, after = _peaks(graph, last, buffers, sizes)
+    meta = {**graph.meta, "buffers": buffers, "buffer_specs": specs, "n_buffers": len(specs),
+            "peak_bytes_before": before, "peak_bytes_freed": freed, "peak_bytes_after": after}
+    return graph.replace(meta=meta)
+
+
+def _in_place(e, o, i: int, buffers: dict, last: dict, expire: dict):
+    """The buffer of an operand that dies at ``e`` and matches ``o`` exactly, taken over
+    by ``o`` (ufunc-like primitives only), or None."""
+    if not registered(e.prim) or e.prim.name not in IN_PLACE:
+        return None
+    for v in e.ins:
+        b = buffers.get(v.id)
+        if b is not None and last[v.id] == i and v.shape == o.shape and v.dtype == o.dtype \
+                and b in expire.get(i, ()):
+            expire[i].remove(b)
+            return b
+    return None
+
+
+def _owned(e, o) -> int:
+    """Bytes a result allocates: 0 for the view primitives."""
+    return 0 if getattr(e.prim, "view", False) and registered(e.prim) else o.nbytes
+
+
+def _peaks(graph: Graph, last: dict, buffers: dict, sizes: list) -> tuple:
+    total = 0
+    live = live_unplanned = 0
+    freed = after = 0
+    dying: dict = {}
+    for i, e in enumerate(graph.eqns):
+        for o in eqn_outs(e):
+            n = _owned(e, o)
+            total += n
+            live += n
+            if o.id not in buffers:
+                live_unplanned += n
+            dying.setdefault(last[o.id], []).append((o.id, n))
+        freed = max(freed, live)
+        after = max(after, live_unplanned)
+        for vid, n in dying.pop(i, []):
+            live -= n
+            if vid not in buffers:
+                live_unplanned -= n
+    return total, freed, sum(sizes) + after
+
+
+def memory_report(graph: Graph) -> str:
+    """One line on the planned graph's peak memory (``plan`` must have run)."""
+    m = graph.meta
+    if "peak_bytes_after" not in m:
+        return "no buffer plan (run passes.plan)"
+    mib = 1 << 20
+    return (f"peak bytes of intermediates and outputs: {m['peak_bytes_before'] / mib:.2f} MiB "
+            f"with no reuse, {m['peak_bytes_freed'] / mib:.2f} MiB freeing at last use, "
+            f"{m['peak_bytes_after'] / mib:.2f} MiB planned ({m['n_buffers']} buffers for "
+            f"{len(m['buffers'])} values)")
