@@ -39,8 +39,9 @@ def _check_saved(node: Node) -> None:
                 f"or .clone() before changing it.{hint}")
 
 
-def _graph(roots):
-    """Consumer counts of every node reachable from ``roots`` (iterative DFS)."""
+def _graph(roots, leaf_uses=None):
+    """Consumer counts of every node reachable from ``roots`` (iterative DFS); with
+    ``leaf_uses`` (a dict), also the number of nodes that read each leaf."""
     deps = {}
     stack = list(roots)
     seen = set(roots)
@@ -52,6 +53,8 @@ def _graph(roots):
                 if p not in seen:
                     seen.add(p)
                     stack.append(p)
+            elif p is not None and leaf_uses is not None:
+                leaf_uses[p] = leaf_uses.get(p, 0) + 1
     return deps
 
 
@@ -91,12 +94,16 @@ def reaches_outside(outputs, inputs) -> bool:
     return False
 
 
-def run_backward(roots, root_grads, retain_graph, create_graph, sinks=None) -> dict:
+def run_backward(roots, root_grads, retain_graph, create_graph, sinks=None,
+                 on_leaf=None) -> dict:
     """Propagate ``root_grads`` from ``roots`` to the leaves.
 
     Returns the total gradient of every leaf reached (keyed by the leaf Tensor), and
     of every key in ``sinks`` (leaf Tensors or Nodes) when ``sinks`` is given; then
-    only the part of the graph that leads to a sink is computed.
+    only the part of the graph that leads to a sink is computed. With ``on_leaf``, each
+    leaf's total gradient (after its hooks) is handed to ``on_leaf(leaf, g)`` as soon as
+    its last consumer is done, as PyTorch's AccumulateGrad does, and is not returned:
+    backward() then never holds every parameter's new gradient at once.
     """
     grads = {}
     leaves = {}
@@ -105,7 +112,8 @@ def run_backward(roots, root_grads, retain_graph, create_graph, sinks=None) -> d
         store = grads if t._node is not None else leaves
         store[key] = g if key not in store else ew.add(store[key], g)
     root_nodes = list(dict.fromkeys(t._node for t in roots if t._node is not None))
-    deps = _graph(root_nodes)
+    leaf_uses = {} if on_leaf is not None else None
+    deps = _graph(root_nodes, leaf_uses)
     needed = None if sinks is None else _needed(root_nodes, sinks)
     captured = {}
     regions = set()
@@ -132,21 +140,39 @@ def run_backward(roots, root_grads, retain_graph, create_graph, sinks=None) -> d
                     deps[p] = left
                     if left == 0:
                         ready.append(p)
-            if not retain_graph and node.saved and node.lazy is None:
-                node.inputs = node.out = None  # free saved values; nodes that saved
-    finally:                                    # nothing stay usable, as in PyTorch
+                elif leaf_uses and p is not None:
+                    left = leaf_uses[p] - 1
+                    leaf_uses[p] = left
+                    if left == 0 and p in leaves:
+                        on_leaf(p, _leaf_hooks(p, leaves.pop(p)))
+            if not retain_graph:
+                if node.lazy is not None:  # recomputed values, used: drop them now
+                    if node.lazy.filled:
+                        node.lazy.adopt_again(node)
+                elif node.saved:  # free saved values; nodes that saved nothing stay
+                    node.inputs = node.out = None  # usable, as in PyTorch
+    finally:
         dispatch._mode.grad = prev_mode
         if not retain_graph:
             for region in regions:  # drop recomputed values: a later backward recomputes
                 region.release()
     for leaf, g in leaves.items():
-        if leaf._hooks:
-            for hook in leaf._hooks:
-                r = hook(g)
-                g = g if r is None else r
-        leaves[leaf] = g
-    captured.update({k: v for k, v in leaves.items() if sinks is None or k in sinks})
+        g = _leaf_hooks(leaf, g)
+        if on_leaf is not None:
+            on_leaf(leaf, g)
+        else:
+            leaves[leaf] = g
+    if on_leaf is None:
+        captured.update({k: v for k, v in leaves.items() if sinks is None or k in sinks})
     return captured
+
+
+def _leaf_hooks(leaf, g):
+    if leaf._hooks:
+        for hook in leaf._hooks:
+            r = hook(g)
+            g = g if r is None else r
+    return g
 
 
 def _visit(node: Node, g: Tensor, captured: dict, sinks):
@@ -242,25 +268,32 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
     sinks = None
     if targets is not None:
         sinks = {t._node if t._node is not None else t for t in targets}
-    result = run_backward(outputs, grads, retain_graph, create_graph, sinks)
     taken = {id(g) for g in grads}
-    dest = targets if targets is not None else [k for k in result if k.__class__ is not Node]
-    for t in dest:
+    if targets is None:  # every leaf, each accumulated as soon as its gradient is complete
+        run_backward(outputs, grads, retain_graph, create_graph,
+                     on_leaf=lambda t, g: _accumulate(t, g, create_graph, taken))
+        return
+    result = run_backward(outputs, grads, retain_graph, create_graph, sinks)
+    for t in targets:
         g = result.get(t._node if t._node is not None else t)
-        if g is None:
-            continue
-        if g.__class__ is RowSparseGrad or t.grad.__class__ is RowSparseGrad:
-            g = g if create_graph else g.detach()
-            t.grad = g if t.grad is None else sparse.accumulate(t.grad, g)
-            continue
-        if not create_graph and g._node is not None:
-            g = g.detach()
-        if t.grad is None:
-            t.grad = _owned(g, taken)
-        elif create_graph or t.grad._node is not None or dispatch._interpreters:
-            t.grad = ew.add(t.grad, g)  # functional: recorded, or seen by interpreters
-        else:
-            np.add(t.grad.data, g.data, out=t.grad.data)
+        if g is not None:
+            _accumulate(t, g, create_graph, taken)
+
+
+def _accumulate(t: Tensor, g, create_graph: bool, taken: set) -> None:
+    """Add ``g`` into ``t.grad`` (in place when nothing records or traces it)."""
+    if g.__class__ is RowSparseGrad or t.grad.__class__ is RowSparseGrad:
+        g = g if create_graph else g.detach()
+        t.grad = g if t.grad is None else sparse.accumulate(t.grad, g)
+        return
+    if not create_graph and g._node is not None:
+        g = g.detach()
+    if t.grad is None:
+        t.grad = _owned(g, taken)
+    elif create_graph or t.grad._node is not None or dispatch._interpreters:
+        t.grad = ew.add(t.grad, g)  # functional: recorded, or seen by interpreters
+    else:
+        np.add(t.grad.data, g.data, out=t.grad.data)
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,

@@ -32,6 +32,7 @@ class Region:
                          if isinstance(t, Tensor)]
         self.nodes = []
         self.filled = False
+        self.stack = list(dispatch._interpreters)  # the interpreters it was recorded under
 
     def adopt(self, node) -> None:
         node.inputs = tuple(x if isinstance(x, InputMeta) else InputMeta(x)
@@ -57,14 +58,16 @@ class Region:
             gen.set_state(self.rng_state)
         prev, dispatch._mode.grad = dispatch._mode.grad, True
         rec = _Recompute(self.nodes)
-        # At the bottom of the interpreter stack, where ops are recorded: under forward
-        # mode it then sees the tangent ops as well, in the order they were recorded.
+        # Replay under the interpreters the forward pass ran under (forward mode records
+        # tangent ops too; backward may run after that level has returned), with _Recompute
+        # at the bottom, where ops are recorded, so it sees them in the order they were.
         stack = dispatch._interpreters
-        stack.insert(0, rec)
+        saved = stack[:]
+        stack[:] = [rec] + self.stack + [i for i in saved if i not in self.stack]
         try:
             self.fn(*self.args, **self.kwargs)
         finally:
-            stack.remove(rec)
+            stack[:] = saved
             dispatch._mode.grad = prev
             if now is not None:
                 gen.set_state(now)
