@@ -65,3 +65,27 @@ def asarray(value, dtype=None) -> np.ndarray:
 def result_type(*operands) -> np.dtype:
     """NumPy 2 promotion: Python scalars are weak and do not upcast arrays."""
     return np.result_type(*operands)
+
+
+def _keep_freed_memory() -> bool:
+    """Ask glibc to keep freed memory in the process (as PyTorch's caching allocator
+    does) instead of returning every large temporary to the OS: re-faulting those pages
+    cost 0.4-0.7 ms per 1.6 MB array here, and made an Adam step 4x slower and an hvp
+    1.4x slower. The heap keeps its high-water mark. ``CHAINRULE_MALLOC_TUNE=0`` turns
+    this off; it does nothing off glibc."""
+    import ctypes
+    import os
+    import sys
+    if os.environ.get("CHAINRULE_MALLOC_TUNE", "1") == "0" or not sys.platform.startswith(
+            "linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(mallopt(m_mmap_threshold, 32 << 20) and mallopt(m_trim_threshold, 256 << 20))
+
+
+MALLOC_TUNED = _keep_freed_memory()
