@@ -10,6 +10,9 @@ hypergradient, through every unrolled step) drives Adam on ``log(lr)``, one oute
 per epoch. The run prints the learning rate and the validation loss after each outer
 step: the rate climbs from a too-cautious start and the loss falls; if the rate
 overshoots, the hypergradient turns and pulls it back.
+
+In the metrics, ``train_loss`` is the outer objective at the rate the epoch started
+with, and ``lr``, ``val_loss``, ``test_loss``, ``test_acc`` are measured after its step.
 """
 from __future__ import annotations
 
