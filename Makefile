@@ -13,7 +13,7 @@ venv: $(BIN)/python
 
 demo: venv
 	$(BIN)/pip install -q -e '.[examples]'
-	$(BIN)/python -m chainrule train logreg
+	$(BIN)/python -m chainrule train digits-cnn
 
 test: venv
 	$(BIN)/pip install -q -e '.[test]'
