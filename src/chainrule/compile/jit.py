@@ -97,6 +97,7 @@ class _Entry:
         # The graph assumed these tensors had a .grad (it reads it) or had none (it
         # assigns one rather than accumulating): another state needs another trace.
         self.guards = lowered.stages[0][1].meta["guards"]
+        self.arg_writes = lowered.stages[0][1].meta["arg_writes"]
 
     def valid(self) -> bool:
         return all((t.grad is not None) == has for t, has in self.guards)
@@ -192,7 +193,7 @@ class JittedFunction:
         results = entry.program.run(inputs)
         n_out = sum(isinstance(v, Var) for v in entry.outs)
         n_w = len(entry.writes)
-        targets = [t.data for t, _ in entry.writes]
+        targets = [t.data for t, _ in entry.writes] + [leaves[i].data for i in entry.arg_writes]
         out_arrays = results[:n_out]
         if targets:  # outputs that alias a buffer about to be overwritten are copied
             out_arrays = [a.copy() if any(np.may_share_memory(a, b) for b in targets) else a
@@ -203,6 +204,9 @@ class JittedFunction:
         gi = iter(results[n_out + n_w:])
         for t, v in entry.grads:
             t.grad = None if v is None else _make(next(gi))
+        for slot in entry.arg_writes:  # arguments the function changed in place
+            np.copyto(leaves[slot].data, next(gi))
+            leaves[slot]._version[0] += 1
         inputs_set = inputs
         out_arrays = [a if a.flags.writeable and not any(
             np.may_share_memory(a, b) for b in inputs_set) else a.copy() for a in out_arrays]

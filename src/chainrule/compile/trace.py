@@ -107,9 +107,11 @@ def trace(fn, args: tuple, kwargs: dict, tensor_slots: list):
     tr = Trace()
     leaves, td = tree_flatten((args, kwargs))
     inputs = []
+    arg_tracers = []
     for i in tensor_slots:
-        t = tracer = tr.tracer(leaves[i].shape, leaves[i].dtype)
-        inputs.append(t.data.var)
+        tracer = tr.tracer(leaves[i].shape, leaves[i].dtype)
+        inputs.append(tracer.data.var)
+        arg_tracers.append((i, tracer, tracer.data.var))
         leaves[i] = tracer
     a, k = tree_unflatten(td, leaves)
     dispatch._interpreters.append(tr)
@@ -128,6 +130,9 @@ def trace(fn, args: tuple, kwargs: dict, tensor_slots: list):
                                   f"tensors, numbers or pytrees of them")
         writes = [(t, t.data.var if t.data.__class__ is ShapedArray else tr.read(t))
                   for t, _ in tr.written.values()]
+        # arguments written in place: (slot in the flat arguments, final value)
+        arg_writes = [(i, tracer.data.var) for i, tracer, var in arg_tracers
+                      if tracer.data.__class__ is ShapedArray and tracer.data.var is not var]
         grads = []
         guards = [(owner, True) for owner in tr.grad_of.values()]  # read: must exist
         for t, before in tr.grads.values():
@@ -150,11 +155,12 @@ def trace(fn, args: tuple, kwargs: dict, tensor_slots: list):
     captured = [("grad", tr.grad_of[id(t)]) if id(t) in tr.grad_of else ("tensor", t)
                 for t, _ in tr.captured.values()]
     graph_outs = [v for v in outs if isinstance(v, Var)] + [v for _, v in writes] + \
-        [v for _, v in grads if v is not None]
+        [v for _, v in grads if v is not None] + [v for _, v in arg_writes]
     # Outputs with history and no gradient computed inside: the caller may want to
     # differentiate them, which a compiled call cannot record.
     differentiable = not grads and any(isinstance(o, Tensor) and o.requires_grad
                                        for o in out_leaves)
     graph = Graph(inputs + [v for _, v in tr.captured.values()], tr.eqns, graph_outs,
-                  {"differentiable": differentiable, "guards": guards})
+                  {"differentiable": differentiable, "guards": guards,
+                   "arg_writes": [i for i, _ in arg_writes]})
     return graph, captured, writes, grads, (outs, out_def)

@@ -145,6 +145,8 @@ class Tensor:
         if self.requires_grad:
             raise RuntimeError("numpy(): can't call numpy() on a tensor that requires grad; "
                                "use tensor.detach().numpy()")
+        if self.data.__class__ is not np.ndarray:  # traced by jit: no values yet
+            np.asarray(self.data)  # raises TracerError, naming the user's line
         return self.data
 
     def __array__(self, dtype=None, copy=None):
