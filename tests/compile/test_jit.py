@@ -152,7 +152,6 @@ def test_reading_values_while_tracing_raises(reader):
         jf(cr.ones(2))
 
 
-@pytest.mark.xfail(strict=True, reason="bug: Tensor.numpy() returns the ShapedArray under jit")
 def test_numpy_while_tracing_raises():
     jf = jit(lambda x: x.numpy() * 2)
     jf(cr.ones(2))
@@ -460,8 +459,6 @@ def test_inplace_writes_on_captured_tensors_are_written_back():
         np.testing.assert_array_equal(copy.numpy(), (k + 1) * x.numpy())
 
 
-@pytest.mark.xfail(strict=True, reason="bug: in-place writes on arguments are not written "
-                                       "back by compiled calls")
 def test_inplace_writes_on_arguments_are_written_back():
     jf = jit(lambda x: x.add_(1) * 2)
     x = cr.zeros(3)
