@@ -398,6 +398,29 @@ def test_jitted_training_step_equals_eager_bitwise(opt_name, batchnorm, monkeypa
         assert model[1].num_batches_tracked.item() == len(data)
 
 
+@pytest.mark.parametrize("set_to_none", [
+    pytest.param(True, marks=pytest.mark.xfail(
+        strict=True, reason="bug: the .grad guard is taken after zero_grad() set .grad to "
+                            "None inside the trace, so every call retraces")),
+    False])
+def test_a_training_step_is_traced_once(set_to_none):
+    model, opt, _ = make_step("sgd")
+    calls = []
+
+    def step(x, y):
+        calls.append(1)
+        opt.zero_grad(set_to_none=set_to_none)
+        cr.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    jstep = jit(step)
+    x, y = cr.randn(8, 6), cr.tensor(np.arange(8) % 3)
+    for _ in range(5):
+        jstep(x, y)
+    assert len(calls) == 2  # one eager call, one trace
+    assert sum(len(v) for v in jstep.cache.values()) == 1
+
+
 def test_a_scheduler_updates_a_tensor_lr_read_by_a_jitted_step():
     runs = []
     for use_jit in (False, True):
