@@ -17,7 +17,8 @@ from .func import (grad, hessian, hvp, jacfwd, jacrev, jvp, tree_flatten, tree_m
                    tree_unflatten, value_and_grad, vjp)
 from .autodiff.custom import custom_jvp, custom_vjp
 from .autodiff.memory import checkpoint, checkpoint_sequential
-from . import data, nn, optim, viz  # noqa: E402
+from . import compile, data, nn, optim, viz  # noqa: E402,A004
+from .compile import jit, make_graph  # noqa: E402
 from .io import CheckpointError, load, save  # noqa: E402
 
 _bind_methods(_ops)

@@ -398,11 +398,7 @@ def test_jitted_training_step_equals_eager_bitwise(opt_name, batchnorm, monkeypa
         assert model[1].num_batches_tracked.item() == len(data)
 
 
-@pytest.mark.parametrize("set_to_none", [
-    pytest.param(True, marks=pytest.mark.xfail(
-        strict=True, reason="bug: the .grad guard is taken after zero_grad() set .grad to "
-                            "None inside the trace, so every call retraces")),
-    False])
+@pytest.mark.parametrize("set_to_none", [True, False])
 def test_a_training_step_is_traced_once(set_to_none):
     model, opt, _ = make_step("sgd")
     calls = []
@@ -538,3 +534,34 @@ def test_outputs_that_need_parameter_gradients_warn_and_run_eagerly():
             np.testing.assert_array_equal(p.grad.numpy(), g)
     with cr.no_grad():  # inference: the compiled graph runs
         close(jl(x), model_loss(x), 1e-6, 1e-6)
+
+
+def test_a_changed_module_mode_or_parameter_retraces():
+    cr.manual_seed(0)
+    bn = nn.BatchNorm1d(3)
+    x = cr.randn(8, 3)
+    f = jit(lambda x: bn(x))
+    with cr.no_grad():
+        for _ in range(2):
+            f(x)
+        bn.eval()
+        for _ in range(2):
+            got = f(x)
+        np.testing.assert_array_equal(got.data, bn(x).data)
+        lin = nn.Linear(3, 2)
+        g = jit(lambda x: lin(x))
+        for _ in range(2):
+            g(x)
+        lin.weight = nn.Parameter(cr.zeros(2, 3))
+        for _ in range(2):
+            got = g(x)
+        np.testing.assert_array_equal(got.data, lin(x).data)
+
+
+def test_indexing_by_an_integer_tensor_traces():
+    x = cr.randn(5, 3)
+    f = jit(lambda x, i: x[i] * 2)
+    for i in ([0, 4, 4], [1, 2, 3]):
+        for _ in range(2):
+            got = f(x, cr.tensor(i))
+        np.testing.assert_array_equal(got.data, x.data[i] * 2)

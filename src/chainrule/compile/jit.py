@@ -32,7 +32,7 @@ from ..tree import tree_flatten, tree_unflatten
 from .execute import Program
 from .ir import Graph, Var
 from .passes import PIPELINE
-from .trace import trace
+from .trace import guard_holds, trace
 
 __all__ = ["jit", "make_graph", "JittedFunction", "Lowered", "optimize"]
 
@@ -100,7 +100,7 @@ class _Entry:
         self.arg_writes = lowered.stages[0][1].meta["arg_writes"]
 
     def valid(self) -> bool:
-        return all((t.grad is not None) == has for t, has in self.guards)
+        return all(guard_holds(*g) for g in self.guards)
 
 
 class JittedFunction:

@@ -36,6 +36,8 @@ class Trace(Interpreter):
         self.written: dict[int, tuple] = {}   # id(tensor) -> (tensor, its real array)
         self.grads: dict[int, tuple] = {}     # id(tensor) -> (tensor, .grad before)
         self.grad_of: dict[int, Tensor] = {}  # id(captured grad) -> the tensor it belongs to
+        self.reset: set[int] = set()          # ids of tensors whose .grad the function resets
+        self.modules: dict[int, tuple] = {}   # id(module) -> (module, its state when called)
 
     # ------------------------------------------------------------- values
     def tracer(self, shape, dtype) -> Tensor:
@@ -72,6 +74,15 @@ class Trace(Interpreter):
         self.grads.setdefault(id(t), (t, t.grad))
         return v
 
+    def grad_reset(self, t: Tensor) -> None:
+        """The function resets ``t.grad`` itself (zero_grad): remember the state it had
+        at entry, so no guard ties the graph to it."""
+        self.grads.setdefault(id(t), (t, t.grad))
+        self.reset.add(id(t))
+
+    def module_called(self, m) -> None:
+        self.modules.setdefault(id(m), (m, module_state(m)))
+
     def created(self, arr: np.ndarray) -> None:
         """A creation op made ``arr`` while tracing: it is a constant of the graph."""
         self.local[id(arr)] = arr
@@ -95,6 +106,18 @@ class Trace(Interpreter):
 
     def tracer_of(self, t: Tensor) -> ShapedArray:
         return ShapedArray(t.shape, t.dtype, self.read(t))
+
+
+def module_state(m) -> tuple:
+    """What a compiled graph assumed of a module: its mode and which tensors it holds."""
+    return (m.training, tuple(id(p) for p in m._parameters.values()),
+            tuple(id(b) for b in m._buffers.values()))
+
+
+def guard_holds(kind: str, obj, expected) -> bool:
+    if kind == "grad":
+        return (obj.grad is not None) == expected
+    return module_state(obj) == expected
 
 
 def trace(fn, args: tuple, kwargs: dict, tensor_slots: list):
@@ -134,15 +157,19 @@ def trace(fn, args: tuple, kwargs: dict, tensor_slots: list):
         arg_writes = [(i, tracer.data.var) for i, tracer, var in arg_tracers
                       if tracer.data.__class__ is ShapedArray and tracer.data.var is not var]
         grads = []
-        guards = [(owner, True) for owner in tr.grad_of.values()]  # read: must exist
+        # Guards: what the graph assumed of Python state at entry. A .grad it reads must
+        # exist; a .grad it assigns (not accumulates) must be None, unless the function
+        # resets it itself; a module must be in the same mode with the same parameters.
+        guards = [("grad", owner, True) for owner in tr.grad_of.values()]
+        guards += [("module", m, state) for m, state in tr.modules.values()]
         for t, before in tr.grads.values():
             g = t.grad
             if g is before:
                 continue
             if g is None or isinstance(g, Tensor):
                 grads.append((t, None if g is None else tr.read(g)))
-                if before is None:  # assigned, not accumulated: must still be None
-                    guards.append((t, False))
+                if before is None and id(t) not in tr.reset:
+                    guards.append(("grad", t, False))
     finally:
         dispatch._interpreters.remove(tr)
         dispatch._traces.remove(tr)

@@ -249,6 +249,19 @@ def _record(prim: Primitive, args: tuple, params: dict, out: Tensor) -> None:
         node.saved.append((out._version, out._version[0], -1))
 
 
+def note_grad_reset(t: Tensor) -> None:
+    """``zero_grad`` is about to reset ``t.grad``: a jit trace keeps the state it had."""
+    if _traces:
+        _traces[-1].grad_reset(t)
+
+
+def note_module_call(module) -> None:
+    """A Module runs: a jit trace records its mode and parameters, so that a changed
+    ``training`` flag or a replaced parameter retraces."""
+    if _traces:
+        _traces[-1].module_called(module)
+
+
 def mark_view(prim: Primitive, params: dict, src: Tensor, out: Tensor) -> None:
     """``out`` is a view of ``src``: it shares the version counter and remembers the view
     ops that lead from the base to it."""

@@ -14,6 +14,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from .. import backend
+from ..core import dispatch
 from ..core.dispatch import no_grad
 from ..core.tensor import Tensor
 
@@ -97,6 +98,8 @@ class Module:
                                   f'"forward" function')
 
     def __call__(self, *args, **kwargs):
+        if dispatch._traces:
+            dispatch.note_module_call(self)
         if not (self._forward_pre_hooks or self._forward_hooks):
             return self.forward(*args, **kwargs)
         for hook in list(self._forward_pre_hooks.values()):
@@ -340,6 +343,7 @@ class Module:
             if p.grad is None:
                 continue
             if set_to_none:
+                dispatch.note_grad_reset(p)
                 p.grad = None
             else:
                 p.grad = p.grad.detach().zero_()

@@ -153,7 +153,10 @@ P_index_put = defprim("index_put", _index_put_impl,
 
 def getitem(x, index) -> Tensor:
     """``x[index]``: basic, advanced and boolean indexing; repeated indices add up in
-    the gradient."""
+    the gradient. An integer tensor alone (``x[idx]``) is a ``take`` along dim 0, with
+    the index as an operand, so it traces under jit."""
+    if isinstance(index, Tensor) and index.dtype.kind in "iu":
+        return ix.take(x, index, 0)
     return bind(P_getitem, _t(x), index=norm_index(index))
 
 
@@ -419,3 +422,4 @@ def masked_fill(x, mask, value) -> Tensor:
 
 
 from . import reduce as rd  # noqa: E402  (reduce's rules use this module's ops)
+from . import indexing as ix  # noqa: E402  (indexing builds on this module)

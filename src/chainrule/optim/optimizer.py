@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any, Callable, Iterable, Sequence
 
+from ..core import dispatch
 from ..core.dispatch import enable_grad, no_grad, user_site
 from ..core.sparse import RowSparseGrad
 from ..core.tensor import Tensor
@@ -87,6 +88,7 @@ class Optimizer:
                 if p.grad is None:
                     continue
                 if set_to_none:
+                    dispatch.note_grad_reset(p)
                     p.grad = None
                 else:
                     with no_grad():
