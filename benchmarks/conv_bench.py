@@ -6,7 +6,8 @@ small CNN (conv16-pool-conv32-pool-fc on 1x28x28, batch 64) and its whole traini
 
 Each case runs in its own process (the frameworks alternate); the time reported is the
 minimum over repeats, in milliseconds, which is the least noisy statistic on a shared
-machine.
+machine. chainrule tunes glibc's allocator at import (``CHAINRULE_MALLOC_TUNE=0`` turns
+that off); PyTorch's process runs as shipped. The header says which.
 """
 from __future__ import annotations
 
@@ -115,7 +116,8 @@ def _chainrule(case, d):
     return step
 
 
-def measure(framework: str, case: str, repeats: int, clock: str) -> float:
+def measure(framework: str, case: str, repeats: int, clock: str) -> dict:
+    """The best time of ``repeats`` calls in ms, and whether chainrule tuned malloc."""
     fn = (_torch if framework == "torch" else _chainrule)(case, _data())
     now = time.process_time if clock == "cpu" else time.perf_counter
     for _ in range(5):
@@ -125,16 +127,8 @@ def measure(framework: str, case: str, repeats: int, clock: str) -> float:
         t0 = now()
         fn()
         times.append(now() - t0)
-    return min(times) * 1e3
-
-
-def _keep_heap() -> None:
-    """glibc: serve allocations up to 64 MiB from the heap and keep freed memory there."""
-    import ctypes
-
-    libc = ctypes.CDLL("libc.so.6")
-    libc.mallopt(-3, 64 << 20)   # M_MMAP_THRESHOLD
-    libc.mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD
+    tuned = sys.modules["chainrule"].backend.MALLOC_TUNED if framework == "chainrule" else None
+    return {"ms": min(times) * 1e3, "malloc_tuned": tuned}
 
 
 def main() -> None:
@@ -147,15 +141,10 @@ def main() -> None:
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                     help="cpu: process CPU time, steadier on a busy machine (use with "
                          "--threads 1: it adds up the time of all threads)")
-    ap.add_argument("--mallopt", action="store_true",
-                    help="keep freed memory in the heap (glibc mallopt) in both frameworks: "
-                         "without it NumPy's large temporaries page-fault on every step")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
     cases = a.case or list(CASES)
     if a.child:
-        if a.mallopt:
-            _keep_heap()
         if a.threads and a.only == "torch":
             import torch
             torch.set_num_threads(a.threads)
@@ -166,7 +155,8 @@ def main() -> None:
     if a.threads:
         env.update(OPENBLAS_NUM_THREADS=str(a.threads), OMP_NUM_THREADS=str(a.threads))
     print(f"min of {a.repeats} repeats x {a.rounds} processes, ms per forward + backward, "
-          f"threads: {a.threads or 'default'}, clock: {a.clock}, mallopt: {a.mallopt}")
+          f"threads: {a.threads or 'default'}, clock: {a.clock}")
+    tuned = None
     for case in cases:
         best = {}
         for r in range(a.rounds):
@@ -174,10 +164,14 @@ def main() -> None:
                 out = subprocess.run([sys.executable, __file__, "--child", "--only", fw,
                                       "--case", case, "--repeats", str(a.repeats),
                                       "--clock", a.clock]
-                                     + (["--mallopt"] if a.mallopt else [])
                                      + (["--threads", str(a.threads)] if a.threads else []),
                                      capture_output=True, text=True, env=env, check=True)
-                best[fw] = min(best.get(fw, float("inf")), json.loads(out.stdout))
+                res = json.loads(out.stdout)
+                best[fw] = min(best.get(fw, float("inf")), res["ms"])
+                if fw == "chainrule" and tuned is None:
+                    tuned = res["malloc_tuned"]
+                    print(f"chainrule's malloc tuning (chainrule.backend.MALLOC_TUNED): {tuned}; "
+                          "PyTorch's allocator as shipped")
         cols = "  ".join(f"{fw} {ms:7.3f}" for fw, ms in best.items())
         ratio = f"  ratio {best['chainrule'] / best['torch']:.2f}x" if len(best) == 2 else ""
         print(f"{case:6s} {cols}{ratio}   ({CASES[case]})")

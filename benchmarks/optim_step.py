@@ -1,7 +1,7 @@
 """One optimizer step over a 784-512-512-10 MLP's parameters (669,706 float32 values):
 chainrule against PyTorch and against an in-place NumPy update.
 
-    python benchmarks/optim_step.py [--repeats 5] [--threads 1] [--malloc-keep]
+    python benchmarks/optim_step.py [--repeats 5] [--threads 1]
 
 Rows: chainrule's ``opt.step()`` (the pure update rule in chainrule ops, then a copy into
 the parameters), PyTorch with ``foreach=False`` (its CPU default), ``foreach=True`` and
@@ -11,10 +11,10 @@ Gradients are fixed random arrays; each timing is the median over ``--repeats`` 
 about 0.3 s. BLAS/OpenMP run on ``--threads`` threads (1 by default: stable on a shared
 machine; elementwise NumPy is single-threaded anyway).
 
-``--malloc-keep`` reruns the script with glibc's malloc told to keep freed memory
-(``MALLOC_MMAP_THRESHOLD_``/``MALLOC_TRIM_THRESHOLD_``): by default each freed
-multi-megabyte temporary goes back to the OS, and the next one page-faults its memory in
-again, which can double the time of an update that allocates its results.
+Both frameworks run in this one process, so the glibc allocator tuning chainrule does at
+import (keep freed memory instead of returning each multi-megabyte temporary to the OS and
+page-faulting it in again) applies to PyTorch's rows too; ``CHAINRULE_MALLOC_TUNE=0``
+compares both untuned. The header says which.
 """
 from __future__ import annotations
 
@@ -95,12 +95,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--malloc-keep", action="store_true")
     args = ap.parse_args()
-    if args.malloc_keep and "MALLOC_TRIM_THRESHOLD_" not in os.environ:
-        env = dict(os.environ, MALLOC_MMAP_THRESHOLD_=str(1 << 28),
-                   MALLOC_TRIM_THRESHOLD_=str(1 << 29))
-        os.execve(sys.executable, [sys.executable] + sys.argv, env)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(args.threads)
     import numpy as np
@@ -114,7 +109,8 @@ def main() -> None:
     rng = np.random.default_rng(0)
     init = [rng.standard_normal(s).astype(np.float32) * 0.05 for s in shapes()]
     grads = [rng.standard_normal(s).astype(np.float32) * 0.01 for s in shapes()]
-    malloc = "malloc keeps freed memory" if args.malloc_keep else "default malloc"
+    malloc = ("malloc tuned by chainrule (both frameworks)" if cr.backend.MALLOC_TUNED
+              else "default malloc")
     print(f"{sum(a.size for a in init):,} float32 parameters in {len(init)} tensors, "
           f"{args.threads} thread(s), {malloc}, median of {args.repeats}; ms per step")
 

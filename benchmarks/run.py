@@ -5,25 +5,48 @@
    b))``; x, w, b leaves that require grad), in us per op: ``fwd+bwd`` (forward
    recording the graph + ``x.sum().backward()``), ``fwd (grad)`` (forward only,
    recording), ``fwd no_grad``, and a pure NumPy forward (the floor).
-2. One step of a 784-512-512-10 ReLU MLP, batch 128, float32: forward,
-   cross-entropy, backward, SGD (``with no_grad(): p -= lr * p.grad; p.grad =
-   None``), both from the same initial weights (first-step loss and weights are
-   compared). Once with default thread counts (the target row), once with
-   BLAS/OpenMP at one thread: on a shared 2-core VM multi-threaded BLAS stalls
-   whenever the other core is taken (~5 ms steps become 100-250 ms for
-   seconds), so the 1-thread row is the stable comparison.
+2. Training steps written as a user writes them, ``nn`` modules and an
+   ``optim`` optimizer in each framework (``opt.zero_grad()``, forward,
+   cross-entropy, ``loss.backward()``, ``opt.step()``), float32, both from the
+   same initial weights (PyTorch's default init, copied by state-dict name):
+   - MLP 784-512-512-10 (ReLU), batch 128, SGD lr 0.01;
+   - CNN Conv2d(1,16,3,p=1)-ReLU-MaxPool2d(2)-Conv2d(16,32,3,p=1)-ReLU-
+     MaxPool2d(2)-Flatten-Linear(1568,10) on (64, 1, 28, 28), SGD lr 0.01;
+   - Transformer: TransformerEncoderLayer(d_model=128, nhead=4,
+     dim_feedforward=512, dropout=0.0, batch_first=True) + Linear(128, 10)
+     token head on (32, 64, 128), cross-entropy over the 2048 tokens, Adam
+     lr 1e-3.
+   ``MLP step (tensors)`` is the same MLP on raw tensors (``x @ w + b``,
+   ``p -= lr * p.grad``): the gap to ``MLP step`` is what modules and the
+   optimizer add. The first-step loss and the parameters after it are
+   compared between the frameworks. Each step runs once with default thread
+   counts and once with BLAS/OpenMP at one thread (the ``, 1 thread`` rows): on
+   a shared 2-core VM multi-threaded BLAS stalls whenever the other core is
+   taken (~5 ms steps become 100-250 ms for seconds), so the 1-thread rows are
+   the stable comparison.
 
-Timing: ``time.perf_counter`` around N calls, N calibrated after a warm-up so a
-loop lasts ~0.5 s (0.04 s with ``--quick``). Each repeat runs each framework in
-a fresh worker process (in one process torch's spinning OpenMP threads and
-NumPy's OpenBLAS threads fight over the cores), alternating the order so drift
-hits both. Reported: the MEDIAN of ``--repeats`` (default 5) and the min-max
-range; the GC stays on. ``--profile`` adds cProfile tables (by tottime) of
-chainrule's chain and MLP step; ``--json PATH`` writes the results.
+chainrule tunes glibc's allocator at import (``chainrule.backend.MALLOC_TUNED``;
+``CHAINRULE_MALLOC_TUNE=0`` turns it off); PyTorch's worker runs as PyTorch
+ships (it never imports chainrule): the comparison users get. The machine line
+says which. To give PyTorch's process the same tuning, set glibc's own names for
+the two settings, ``MALLOC_MMAP_THRESHOLD_=33554432
+MALLOC_TRIM_THRESHOLD_=268435456``, in the environment: every worker inherits
+them, and the machine line shows them. Timing: ``time.perf_counter`` around N
+calls, N calibrated after a warm-up so a loop lasts ~0.5 s (0.04 s with
+``--quick``). Each repeat runs each framework in a fresh worker process (in one
+process torch's spinning OpenMP threads and NumPy's OpenBLAS threads fight over
+the cores), alternating the order so drift hits both. Reported: the MEDIAN of
+``--repeats`` (default 5) and the min-max range; the GC stays on.
+``--profile`` adds, for chainrule's chain and each step, the time inside
+primitive kernels (per primitive) against the rest (Python: dispatch, tape,
+engine, modules, optimizer) and a cProfile table; ``--json PATH`` writes the
+results.
 """
 from __future__ import annotations
 
 import argparse
+import collections
+import functools
 import importlib.metadata
 import importlib.util
 import json
@@ -38,8 +61,24 @@ import time
 import numpy as np
 
 N_GROUPS, N_OPS = 25, 100  # 4 ops per group
-SIZES, BATCH, LR = (784, 512, 512, 10), 128, 0.01
-TARGETS = {"chain fwd+bwd": 1.5, "MLP step": 1.0}
+SIZES, BATCH, LR = (784, 512, 512, 10), 128, 0.01  # the raw-tensor MLP
+TARGETS = {"chain fwd+bwd": 1.5, "MLP step": 1.0, "CNN step": 1.5, "Transformer step": 1.5}
+# row -> (model from an ``nn`` module, input shape, class-target shape, optimizer, options)
+MODELS = {
+    "MLP step": (lambda nn: nn.Sequential(  # (B, 784)
+        nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(),
+        nn.Linear(512, 10)),  # (B, 10)
+        (128, 784), (128,), "SGD", {"lr": 0.01}),
+    "CNN step": (lambda nn: nn.Sequential(  # (B, 1, 28, 28)
+        nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # (B, 16, 14, 14)
+        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # (B, 32, 7, 7)
+        nn.Flatten(), nn.Linear(32 * 7 * 7, 10)),  # (B, 10)
+        (64, 1, 28, 28), (64,), "SGD", {"lr": 0.01}),
+    "Transformer step": (lambda nn: nn.Sequential(  # (B, T, 128)
+        nn.TransformerEncoderLayer(128, 4, 512, dropout=0.0, batch_first=True),
+        nn.Linear(128, 10)),  # (B, T, 10)
+        (32, 64, 128), (32, 64), "Adam", {"lr": 1e-3}),
+}
 ONE_THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -71,8 +110,10 @@ def machine_info() -> dict:
     except Exception:  # an older NumPy: not worth failing over
         pass
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    malloc_env = {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}
     return {"cpu": cpu, "cpu_count": os.cpu_count(), "usable_cores": cores,
-            "python": platform.python_version(), "numpy": np.__version__, "numpy_blas": blas}
+            "python": platform.python_version(), "numpy": np.__version__, "numpy_blas": blas,
+            **({"malloc_env": malloc_env} if malloc_env else {})}
 
 
 def measure(fn, target_s: float, scale: float) -> float:
@@ -119,8 +160,10 @@ def chain_fns(lib: str) -> dict:
     return {"chain fwd+bwd": fwd_bwd, "chain fwd (grad)": fwd, "chain fwd no_grad": fwd_nograd}
 
 
-def mlp_step_fn(lib: str):
-    """A closure running one SGD step (returning the loss), and the parameters."""
+def mlp_step_fn(lib: str, init_dir: str | None = None):
+    """A closure running one SGD step of the raw-tensor MLP (returning the loss), and the
+    parameters by name. (``init_dir`` is unused: the weights come from a seeded NumPy
+    generator.)"""
     rng = np.random.default_rng(0)
     arrays = []
     for fan_in, fan_out in zip(SIZES[:-1], SIZES[1:]):
@@ -145,25 +188,75 @@ def mlp_step_fn(lib: str):
                 p.grad = None
         return loss
 
-    return step, params
+    return step, dict(zip(("w1", "b1", "w2", "b2", "w3", "b3"), params))
 
 
-def worker(lib: str, target_s: float, npz: str | None, one_thread: bool) -> dict:
+def init_path(init_dir: str, row: str) -> str:
+    return os.path.join(init_dir, row.split()[0].lower() + ".npz")
+
+
+def save_init(init_dir: str) -> None:
+    """Every model's initial weights, by state-dict name: PyTorch's default init (seed 0),
+    or chainrule's where torch is not installed."""
+    have_torch = importlib.util.find_spec("torch") is not None
+    mod = framework("torch" if have_torch else "cr")[0]
+    for row, (build, *_) in MODELS.items():
+        mod.manual_seed(0)
+        state = build(mod.nn).state_dict()
+        np.savez(init_path(init_dir, row), **{k: v.detach().numpy() for k, v in state.items()})
+
+
+def model_step_fn(lib: str, init_dir: str, row: str):
+    """A closure running one training step of ``MODELS[row]`` in ``lib`` (zero_grad,
+    forward, cross-entropy, backward, optimizer step; returning the loss), and the
+    parameters by name, starting from the weights ``save_init`` wrote."""
+    build, x_shape, y_shape, opt_name, options = MODELS[row]
+    mod, tensor, _, ce = framework(lib)
+    model = build(mod.nn)
+    model.load_state_dict({k: tensor(v) for k, v in np.load(init_path(init_dir, row)).items()})
+    rng = np.random.default_rng(1)
+    x = tensor(rng.standard_normal(x_shape).astype(np.float32))
+    y = tensor(rng.integers(0, 10, y_shape).reshape(-1))  # (N,) int64 classes
+    opt = getattr(mod.optim, opt_name)(model.parameters(), **options)
+    tokens = len(y_shape) > 1  # a per-token head: (B, T, 10) logits -> (B * T, 10)
+
+    def step():
+        opt.zero_grad()
+        out = model(x)
+        loss = ce(out.reshape(-1, 10) if tokens else out, y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    return step, dict(model.named_parameters())
+
+
+STEPS = {"MLP step (tensors)": mlp_step_fn,
+         **{row: functools.partial(model_step_fn, row=row) for row in MODELS}}
+
+
+def worker(lib: str, target_s: float, init_dir: str, check_dir: str | None,
+           one_thread: bool) -> dict:
     """One sample of every measurement of one framework (run in a fresh process)."""
     out = {}
     if lib == "torch":
         import torch
         out["info"] = {"torch_threads": torch.get_num_threads()}
     if one_thread:  # BLAS/OpenMP pools were limited to 1 thread by the parent's environment
-        out["results"] = {"MLP step, 1 thread": measure(mlp_step_fn(lib)[0], target_s, 1e3)}
+        out["results"] = {f"{row}, 1 thread": measure(model_step_fn(lib, init_dir, row)[0],
+                                                      target_s, 1e3) for row in MODELS}
         return out
-    if npz:
-        step, params = mlp_step_fn(lib)
-        out["first_loss"] = float(step().item())
-        np.savez(npz, *[np.array(p.detach().numpy()) for p in params])
+    if check_dir:  # the first step's loss, and the parameters after it
+        out["first_loss"] = {}
+        for row, make in STEPS.items():
+            step, params = make(lib, init_dir)
+            out["first_loss"][row] = float(step().item())
+            np.savez(os.path.join(check_dir, f"{lib} {row}.npz"),
+                     **{k: p.detach().numpy() for k, p in params.items()})
     libs = ["cr", "numpy"] if lib == "cr" else [lib]
     res = {k: measure(fn, target_s, 1e6 / N_OPS) for lb in libs for k, fn in chain_fns(lb).items()}
-    res["MLP step"] = measure(mlp_step_fn(lib)[0], target_s, 1e3)  # fresh weights
+    for row, make in STEPS.items():  # fresh weights
+        res[row] = measure(make(lib, init_dir)[0], target_s, 1e3)
     return {**out, "results": res}
 
 
@@ -176,13 +269,13 @@ def table(res_cr: dict, res_t: dict | None) -> dict:
     head = ["benchmark", "chainrule", "PyTorch", "ratio cr/torch", "target", "met"]
     rows, ratios = [], {}
     for name, m in res_cr.items():
-        unit = "ms/step" if name.startswith("MLP") else "us/op"
+        unit = "ms/step" if "step" in name else "us/op"
         if name == "NumPy fwd":
             rows.append([name + " (ref)", fmt(m, unit), "-", "-", "-", "-"])
             continue
         t_m = res_t.get(name) if res_t else None
         ratio = ratios[name] = m["median"] / t_m["median"] if t_m else None
-        tgt = TARGETS.get(name)
+        tgt = TARGETS.get(name.split(",")[0])  # the 1-thread rows share their step's target
         rows.append([name, fmt(m, unit), fmt(t_m, unit), f"{ratio:.2f}x" if ratio else "n/a",
                      f"<= {tgt}x" if tgt else "-",
                      ("yes" if ratio <= tgt else "NO") if tgt and ratio else "-"])
@@ -194,15 +287,51 @@ def table(res_cr: dict, res_t: dict | None) -> dict:
     return ratios
 
 
-def profile(top=25) -> None:
+def kernel_split(fn, n: int) -> None:
+    """Time ``n`` calls of ``fn`` with every primitive's kernel timed: what is inside the
+    kernels (NumPy/BLAS) against the rest (Python: dispatch, tape, engine, modules)."""
+    from chainrule.core.primitive import PRIMITIVES
+    total, calls = collections.Counter(), collections.Counter()
+    originals = {name: prim.impl for name, prim in PRIMITIVES.items()}
+
+    def timed(*args, _impl, _name, **params):
+        t0 = time.perf_counter()
+        try:
+            return _impl(*args, **params)
+        finally:
+            total[_name] += time.perf_counter() - t0
+            calls[_name] += 1
+
+    for name, prim in PRIMITIVES.items():
+        prim.impl = functools.partial(timed, _impl=prim.impl, _name=name)
+    try:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        wall = (time.perf_counter() - t0) / n * 1e3
+    finally:
+        for name, impl in originals.items():
+            PRIMITIVES[name].impl = impl
+    inside = sum(total.values()) / n * 1e3
+    print(f"{wall:.2f} ms per call, {inside:.2f} ms inside primitive kernels "
+          f"({100 * inside / wall:.0f}%), {wall - inside:.2f} ms outside (Python)")
+    for name, t in total.most_common(10):
+        print(f"  {name:16s} {t / n * 1e3:7.3f} ms  {calls[name] // n:4d} calls")
+
+
+def profile(init_dir: str, top=15) -> None:
     import cProfile
     import pstats
-    for title, fn, n in [("chain fwd+bwd (100 ops)", chain_fns("cr")["chain fwd+bwd"], 200),
-                         ("MLP step", mlp_step_fn("cr")[0], 30)]:
+    cases = [("chain fwd+bwd (100 ops)", chain_fns("cr")["chain fwd+bwd"], 200)]
+    cases += [(row, make("cr", init_dir)[0], 30 if "Transformer" not in row else 10)
+              for row, make in STEPS.items()]
+    for title, fn, n in cases:
         fn()
+        print(f"\n=== chainrule {title}: primitive kernels against the rest ===")
+        kernel_split(fn, n)
         prof = cProfile.Profile()
         prof.runcall(lambda: [fn() for _ in range(n)])
-        print(f"\n=== cProfile: chainrule {title}, {n} calls, sorted by tottime ===")
+        print(f"=== cProfile: chainrule {title}, {n} calls, sorted by tottime ===")
         pstats.Stats(prof, stream=sys.stdout).sort_stats("tottime").print_stats(top)
 
 
@@ -213,8 +342,8 @@ def run_workers(libs, repeats: int, quick: bool, tmp: str) -> dict:
     one_env = {**os.environ, **{v: "1" for v in ONE_THREAD_ENV}}
     for r in range(repeats):  # alternate the order, so drift hits both frameworks
         for lib, one in jobs if r % 2 == 0 else jobs[::-1]:
-            cmd = [sys.executable, os.path.abspath(__file__), "--worker", lib] + \
-                (["--npz", os.path.join(tmp, lib + ".npz")] if r == 0 and not one else []) + \
+            cmd = [sys.executable, os.path.abspath(__file__), "--worker", lib, "--init", tmp] + \
+                (["--check", tmp] if r == 0 and not one else []) + \
                 (["--quick"] if quick else []) + (["--one-thread"] if one else [])
             proc = subprocess.run(cmd, capture_output=True, text=True,
                                   env=one_env if one else None)
@@ -231,60 +360,82 @@ def run_workers(libs, repeats: int, quick: bool, tmp: str) -> dict:
     return runs
 
 
+def step_checks(runs: dict, libs: list, tmp: str) -> dict:
+    """Per step: both first-step losses and the largest parameter difference after it;
+    printed as a table."""
+    checks = {}
+    print("first-step loss (chainrule, PyTorch, |diff|) and max |param diff| after the step:")
+    for row in STEPS:
+        check = checks[row] = {f"loss_{lib}": runs[lib]["first_loss"][row] for lib in libs}
+        line = f"  {row:20s} {check['loss_cr']:.6f}"
+        if "torch" in libs:
+            cr_p, t_p = (np.load(os.path.join(tmp, f"{lib} {row}.npz")) for lib in libs)
+            assert sorted(cr_p) == sorted(t_p), (row, sorted(cr_p), sorted(t_p))
+            check["max_param_diff_after_step"] = d = max(
+                float(np.abs(cr_p[k] - t_p[k]).max()) for k in cr_p)
+            diff = abs(check["loss_cr"] - check["loss_torch"])
+            line += f"  {check['loss_torch']:.6f}  {diff:.1e}  {d:.1e}"
+        print(line)
+    return checks
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="fast smoke run (short loops, 2 repeats)")
     ap.add_argument("--repeats", type=int, default=None, help="timed repeats (default 5)")
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-    ap.add_argument("--profile", action="store_true", help="print cProfile tables of chainrule")
-    ap.add_argument("--worker", choices=["cr", "torch"], help=argparse.SUPPRESS)
-    ap.add_argument("--npz", help=argparse.SUPPRESS)
+    ap.add_argument("--profile", action="store_true",
+                    help="print where chainrule's time goes (kernels vs Python, cProfile)")
+    ap.add_argument("--worker", choices=["cr", "torch", "init"], help=argparse.SUPPRESS)
+    ap.add_argument("--init", help=argparse.SUPPRESS)
+    ap.add_argument("--check", help=argparse.SUPPRESS)
     ap.add_argument("--one-thread", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     repeats, target_s = args.repeats or (2 if args.quick else 5), 0.04 if args.quick else 0.5
+    if args.worker == "init":
+        save_init(args.init)
+        return 0
     if args.worker:
-        print(json.dumps(worker(args.worker, target_s, args.npz, args.one_thread)))
+        print(json.dumps(worker(args.worker, target_s, args.init, args.check, args.one_thread)))
         return 0
 
     have_torch = importlib.util.find_spec("torch") is not None
     libs = ["cr", "torch"] if have_torch else ["cr"]
     info = machine_info()
     info["torch"] = importlib.metadata.version("torch") if have_torch else "not installed"
+    info["chainrule_malloc_tuned"] = framework("cr")[0].backend.MALLOC_TUNED  # same env as workers
     print("machine: " + ", ".join(f"{k}={v}" for k, v in info.items()), flush=True)
     with tempfile.TemporaryDirectory(prefix="chainrule-bench-") as tmp:
+        subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", "init",
+                        "--init", tmp], check=True)
         runs = run_workers(libs, repeats, args.quick, tmp)
-        params = {lib: list(np.load(os.path.join(tmp, lib + ".npz")).values()) for lib in libs}
-    check = {f"loss_{lib}": runs[lib]["first_loss"] for lib in libs}
-    msg = f"MLP first-step loss: chainrule {check['loss_cr']:.6f}"
-    if have_torch:
-        info.update(runs["torch"]["info"])
-        check["max_param_diff_after_step"] = d = max(
-            float(np.abs(a - b).max()) for a, b in zip(params["cr"], params["torch"]))
-        msg += (f", PyTorch {check['loss_torch']:.6f} (|diff| "
-                f"{abs(check['loss_cr'] - check['loss_torch']):.1e}); max |param diff| after "
-                f"the step {d:.1e}")
-        print(f"torch threads: {info['torch_threads']} (default)")
-    print(f"timing: median of {repeats} repeats (min-max), ~{target_s}s loop per repeat, a fresh "
-          f"process per framework and repeat{' [--quick]' if args.quick else ''}\n{msg}\n")
-    res_t = runs["torch"]["results"] if have_torch else None
-    ratios = table(runs["cr"]["results"], res_t)
-    noisy = sorted({k for res in (runs["cr"]["results"], res_t or {})
-                    for k, m in res.items() if m["max"] > 2 * m["min"]})
-    if noisy:
-        print(f"NOTE: max > 2x min across repeats for {', '.join(noisy)}: the machine was "
-              "busy (multi-threaded BLAS stalls when the other core is taken); rerun, and "
-              "trust the 1-thread MLP row")
-    if not have_torch:
-        print("NOTE: torch is not installed: PyTorch columns and ratios are skipped "
-              "(install it with `pip install -e '.[torch]'`).")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"machine": info, "repeats": repeats, "quick": args.quick, "mlp_check": check,
-                       "chainrule": runs["cr"]["results"], "torch": res_t, "ratios": ratios},
-                      f, indent=2)
-        print(f"\nwrote {args.json}")
-    if args.profile:
-        profile()
+        if have_torch:
+            info.update(runs["torch"]["info"])
+            print(f"torch threads: {info['torch_threads']} (default); PyTorch's allocator as "
+                  "shipped (its worker never imports chainrule)")
+        print(f"timing: median of {repeats} repeats (min-max), ~{target_s}s loop per repeat, a "
+              f"fresh process per framework and repeat{' [--quick]' if args.quick else ''}")
+        checks = step_checks(runs, libs, tmp)
+        print()
+        res_t = runs["torch"]["results"] if have_torch else None
+        ratios = table(runs["cr"]["results"], res_t)
+        noisy = sorted({k for res in (runs["cr"]["results"], res_t or {})
+                        for k, m in res.items() if m["max"] > 2 * m["min"]})
+        if noisy:
+            print(f"NOTE: max > 2x min across repeats for {', '.join(noisy)}: the machine was "
+                  "busy (multi-threaded BLAS stalls when the other core is taken); rerun, and "
+                  "trust the 1-thread rows")
+        if not have_torch:
+            print("NOTE: torch is not installed: PyTorch columns and ratios are skipped "
+                  "(install it with `pip install -e '.[torch]'`).")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"machine": info, "repeats": repeats, "quick": args.quick,
+                           "step_checks": checks, "chainrule": runs["cr"]["results"],
+                           "torch": res_t, "ratios": ratios}, f, indent=2)
+            print(f"\nwrote {args.json}")
+        if args.profile:
+            profile(tmp)
     return 0
 
 
