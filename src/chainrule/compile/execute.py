@@ -53,7 +53,11 @@ class Program:
             into = impl_into(e) if any(b is not None for b, _ in planned) else None
             self._planned.append(planned if into is not None else None)
             out_slots = slot[outs[0].id] if len(outs) == 1 else tuple(slot[o.id] for o in outs)
-            steps.append((e, e.prim.impl, into, i, ins, e.params, out_slots, dead))
+            # how to call: impl(*args, **params) / into(buffer, *args, **params) / a
+            # ufunc into its buffer: ufunc(*args, out=buffer)
+            mode = 0 if into is None else 2 if isinstance(into, np.ufunc) else 1
+            steps.append((e, e.prim.impl if into is None else into, mode, i, ins, e.params,
+                          out_slots, dead))
         self.steps = steps
         self.n_slots = len(slot)
         self.inputs = [slot[v.id] for v in graph.inputs]
@@ -82,13 +86,15 @@ class Program:
         views = self._pool.pop() if self._pool else (self._buffers() if self.n_buffers
                                                       else None)
         try:
-            for e, impl, into, k, ins, params, out, dead in self.steps:
+            for e, call, mode, k, ins, params, out, dead in self.steps:
                 args = [env[s] if s is not None else c for s, c in ins]
                 try:
-                    if into is not None:
-                        r = into(views[k], *args, **params)
+                    if not mode:
+                        r = call(*args, **params)
+                    elif mode == 1:
+                        r = call(views[k], *args, **params)
                     else:
-                        r = impl(*args, **params)
+                        r = call(*args, out=views[k])
                 except Exception as exc:
                     shapes = ", ".join(f"{tuple(np.shape(a))} {np.asarray(a).dtype}"
                                        for a in args)

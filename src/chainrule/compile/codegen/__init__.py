@@ -170,7 +170,9 @@ class KernelSpec:
 # ------------------------------------------------------------------ targets
 
 # name -> module path; a target module defines ``available() -> bool`` and
-# ``build(spec, name) -> kernel`` with ``kernel(outs, ins)`` writing every output.
+# ``build(spec, name) -> kernel``; ``kernel(outs, ins)`` gets the group's input arrays
+# at their own shapes (broadcastable to the group's; ``materialize`` ones already
+# broadcast) and C-contiguous output arrays of the group's shape, and writes them all.
 TARGETS: dict = {"numba": __name__ + ".numba_target", "numpy": __name__ + ".numpy_target"}
 _modules: dict = {}
 
@@ -264,8 +266,7 @@ class FusedGroup:
         shown = names if len(names) <= 12 else names[:11] + [f"...+{len(names) - 11}"]
         self.name = f"fused[{','.join(shown)}]"
         self._kernel = None
-        self._out_specs = [(v.shape, v.dtype) for v in self.outs]
-        self._canon = [self.layout.canonical(k) for k in range(len(self.inputs))]
+        self._any_materialized = any(self.layout.materialize)
 
     @classmethod
     def from_graph(cls, graph, target: str | None = None) -> "FusedGroup":
@@ -286,18 +287,16 @@ class FusedGroup:
         return self._kernel
 
     def impl_into(self, out, *arrays):
-        single = len(self.outs) == 1
-        given = (out,) if single else (out or (None,) * len(self.outs))
-        outs = tuple(o if o is not None else np.empty(s, d)
-                     for o, (s, d) in zip(given, self._out_specs))
-        dims = self.layout.dims
-        ins = []
-        for k, a in enumerate(arrays):
-            if self.layout.materialize[k]:
-                a = np.broadcast_to(a, self.shape)
-            ins.append(a.reshape(self._canon[k]))
-        self.kernel([o.reshape(dims) for o in outs], ins)
-        return outs[0] if single else outs
+        if len(self.outs) == 1:
+            outs = [out if out is not None else np.empty(self.shape, self.outs[0].dtype)]
+        else:
+            outs = [o if o is not None else np.empty(self.shape, v.dtype)
+                    for o, v in zip(out or (None,) * len(self.outs), self.outs)]
+        mat = self.layout.materialize
+        ins = [np.broadcast_to(a, self.shape) if m else a for a, m in zip(arrays, mat)] \
+            if self._any_materialized else arrays
+        self.kernel(outs, ins)
+        return outs[0] if len(outs) == 1 else tuple(outs)
 
     def impl(self, *arrays):
         return self.impl_into(None, *arrays)

@@ -1,7 +1,9 @@
 """Registered primitives that can write their result into a given array.
 
 ``impl_into(out, *arrays, **params)`` computes what ``impl`` computes, into ``out`` (an
-array of the equation's shape and dtype), and returns it. The buffer plan
+array of the equation's shape and dtype), and returns it. For the ufunc-based
+primitives the table holds the ufunc itself, which the executor calls as
+``ufunc(*arrays, out=out)`` (one Python call less per equation). The buffer plan
 (``passes/plan.py``) gives such equations a reusable buffer; the executor looks the
 function up here (a fused group carries its own ``impl_into``).
 
@@ -18,12 +20,6 @@ from . import OPS
 from .numpy_target import INTO as _NUMPY_INTO, UFUNCS
 
 
-def _ufunc(u):
-    def into(out, *xs):
-        return u(*xs, out=out)
-    return into
-
-
 def _reduce(u):
     def into(out, x, *, axis, keepdims):
         return u.reduce(x, axis=axis, keepdims=keepdims, out=out)
@@ -35,7 +31,7 @@ def _matmul(out, a, b):
 
 
 INTO = {
-    **{name: _ufunc(u) for name, u in UFUNCS.items()},
+    **UFUNCS,
     **_NUMPY_INTO,
     "matmul": _matmul,
     "sum": _reduce(np.add),

@@ -62,8 +62,9 @@ def available() -> bool:
 # (a call to glibc's expf costs 2.3 ns per element here, these ~0.3). Both are within
 # 1-2 ulp of the correctly rounded result (the tests compare them with NumPy's).
 # exp: x = k ln2 + r, |r| <= ln2/2 (Cody & Waite's two-part ln2), Taylor polynomial
-# of e^r (degree 7 for float32, 13 for float64), times 2^k built from its bits in two
-# halves (so results that are subnormal or overflow come out right).
+# of e^r (degree 7 for float32, 13 for float64), times 2^k as two powers of two whose
+# bits are made in float arithmetic (exact) and converted once (so results that are
+# subnormal or overflow come out right, with no integer vector ops).
 # log: x = m 2^e with m in [sqrt(1/2), sqrt(2)), log m = 2 atanh(s), s = (m-1)/(m+1).
 _as_float = _as_int = None  # bit casts (numba intrinsics, made by _load_helpers)
 _F4, _F8 = np.float32, np.float64
@@ -77,9 +78,9 @@ def _exp32(x):
     p = _F4(1 / 5040)
     for c in (1 / 720, 1 / 120, 1 / 24, 1 / 6, 0.5, 1.0, 1.0):
         p = p * r + _F4(c)
-    ki = np.int64(k)
-    half = ki >> 1
-    y = p * _as_float(np.int32((half + 127) << 23)) * _as_float(np.int32((ki - half + 127) << 23))
+    half = (k * _F4(0.5) + _F4(12582912.0)) - _F4(12582912.0)  # 2^k = 2^half 2^(k-half)
+    y = p * _as_float(np.int32(half * _F4(8388608.0) + _F4(1065353216.0))) \
+        * _as_float(np.int32((k - half) * _F4(8388608.0) + _F4(1065353216.0)))
     return y if x == x else x
 
 
@@ -92,9 +93,9 @@ def _exp64(x):
     for c in (1 / 479001600, 1 / 39916800, 1 / 3628800, 1 / 362880, 1 / 40320, 1 / 5040,
               1 / 720, 1 / 120, 1 / 24, 1 / 6, 0.5, 1.0, 1.0):
         p = p * r + c
-    ki = np.int64(k)
-    half = ki >> 1
-    y = p * _as_float((half + 1023) << 52) * _as_float((ki - half + 1023) << 52)
+    half = (k * 0.5 + 6755399441055744.0) - 6755399441055744.0
+    y = p * _as_float(np.int64(half * 4503599627370496.0 + 4607182418800017408.0)) \
+        * _as_float(np.int64((k - half) * 4503599627370496.0 + 4607182418800017408.0))
     return y if x == x else x
 
 
@@ -326,11 +327,16 @@ def source(spec) -> tuple:
     loop = "prange" if par else "range"
     prod = lambda a, b: int(np.prod(dims[a:b], dtype=np.int64))  # noqa: E731
     n_in = len(spec.in_dtypes)
+    # each value is computed at the outermost level where it can be: once per call
+    # (scalars), once per row (values of the outer index), or per element; LLVM's loop
+    # vectorizer also takes exponential time over deep DAGs of loop-invariant values
     top, outer, inner = [], [], []
+    level = []
     for k in range(n_in):
         b = layout.block(k)
         if b is None:
             top.append(f"v{k} = a{k}[0]")
+            level.append(0)
             continue
         lo, hi = b
         if p >= nd:  # flat loop: i is the only index
@@ -342,36 +348,53 @@ def source(spec) -> tuple:
         elif hi <= p:
             idx = _index("o", prod(hi, p), prod(lo, hi), hi == p, lo == 0)
             outer.append(f"v{k} = a{k}[{idx}]")
+            level.append(1)
+            continue
         else:
             idx = _index("i", prod(hi, nd), prod(lo, hi), hi == nd, lo == 0)
             inner.append(f"v{k} = a{k}[{idx}]")
+        level.append(2)
     body = []
+    done: list = []
     for j, (op, args, params, dtype) in enumerate(spec.members):
         names = [f"v{r}" if kind == "in" else f"t{r}" for kind, r in args]
-        if op == "cast":
-            dtype = np.dtype(params["dtype"])
-        T = _ctor(dtype)
-        bits = 32 if dtype == np.float32 else 64
-        fmt = dict(o=f"t{j}", T=T, one=f"{T}(1)", zero=f"{T}(0)", half=f"{T}(0.5)",
-                   inf=f"{T}(np.inf)", exp=f"_exp{bits}", log=f"_log{bits}",
-                   **dict(zip("abc", names)))
-        body.extend(_template(op, args, params, dtype, spec.consts).format(**fmt).split("\n"))
-        wrap = _WRAP.get(f"{dtype.kind}{dtype.itemsize}")
-        if wrap and op != "cast":
-            body.append(f"t{j} = {wrap}(t{j})")
-    stores = [f"r{m}[i] = t{j}" for m, j in enumerate(spec.outputs)]
+        at = max([done[r] if kind == "m" else level[r] for kind, r in args] + [0])
+        done.append(at)
+        lines = _member(j, op, args, params, dtype, names, spec.consts)
+        (top, outer, body)[at].extend(lines)
     params = ", ".join([f"a{k}" for k in range(n_in)]
                        + [f"r{m}" for m in range(len(spec.outputs))])
     lines = [f"def kernel(R, C, {params}):"] + ["    " + s for s in top]
+    if not nd:  # a single element: no loop
+        lines += [f"    r{m}[0] = t{j}" for m, j in enumerate(spec.outputs)]
+        return "\n".join(lines) + "\n", p, False
+    stores = [f"r{m}[i] = t{j}" for m, j in enumerate(spec.outputs)]
     if p >= nd:
         lines.append(f"    for i in {loop}(R):")
         lines += ["        " + s for s in inner + body + stores]
-    else:
+    else:  # rows in parallel, the inner loop over the trailing axes
         lines.append(f"    for o in {loop}(R):")
         lines += ["        " + s for s in outer]
         lines += ["        base = o * C", "        for j in range(C):", "            i = base + j"]
         lines += ["            " + s for s in inner + body + stores]
     return "\n".join(lines) + "\n", p, par
+
+
+def _member(j: int, op: str, args: tuple, params: dict, dtype: np.dtype, names: list,
+            consts: tuple) -> list:
+    """The statements computing member ``j`` into ``t{j}``."""
+    if op == "cast":
+        dtype = np.dtype(params["dtype"])
+    T = _ctor(dtype)
+    bits = 32 if dtype == np.float32 else 64
+    fmt = dict(o=f"t{j}", T=T, one=f"{T}(1)", zero=f"{T}(0)", half=f"{T}(0.5)",
+               inf=f"{T}(np.inf)", exp=f"_exp{bits}", log=f"_log{bits}",
+               **dict(zip("abc", names)))
+    lines = _template(op, args, params, dtype, consts).format(**fmt).split("\n")
+    wrap = _WRAP.get(f"{dtype.kind}{dtype.itemsize}")
+    if wrap and op != "cast":
+        lines.append(f"t{j} = {wrap}(t{j})")
+    return lines
 
 
 # ------------------------------------------------------------------ compile and run
@@ -386,6 +409,7 @@ class Kernel:
         self.fn, self.rows, self.cols, self.name, self.source = fn, rows, cols, name, src
 
     def __call__(self, outs: list, ins: list) -> None:
+        # each input's elements in C order are its covered axes in order: flat is enough
         flat = [a.reshape(-1) if a.flags.c_contiguous else np.ascontiguousarray(a).reshape(-1)
                 for a in ins]
         fn = self.fn

@@ -37,40 +37,58 @@ def _cast(out, x, *, dtype):
     return out
 
 
-INTO = {"relu": _relu, "cast": _cast}  # written into a given buffer, not plain ufuncs
-# everything else in codegen.OPS (sigmoid, softplus, erf, where) runs its eager impl
-
-
-def _square(out, x, e):
-    return np.multiply(x, x, out=out)
-
-
-def _cube(out, x, e):
-    np.multiply(x, x, out=out)
-    return np.multiply(out, x, out=out)
-
-
-def _reciprocal(out, x, e):
-    return np.true_divide(x.dtype.type(1), x, out=out)
-
-
-# pow by a scalar constant: NumPy's float32 power runs ~60 ns per element here (its
-# exponent-2 shortcut is for Python scalars only); these are within an ulp of it
-POW_BY_CONST = {2.0: _square, 3.0: _cube, -1.0: _reciprocal}
+INTO = {"relu": _relu, "cast": _cast}  # out= versions of the non-ufunc members (plan)
 
 
 def available() -> bool:
     return True
 
 
+# ------------------------------------------------------------------ generated source
+# Each member becomes one line of a generated function (locals, no interpretation per
+# call): ufuncs write into ``{dst}`` (an output chunk, or a scratch buffer assigned by
+# liveness), the composed members call their eager impl and copy into outputs.
+
+def _ns() -> dict:
+    ns = {f"_{name}": u for name, u in UFUNCS.items()}
+    ns["__name__"] = __name__  # NumPy's warnings are filtered like the package's own
+    ns.update(_copyto=np.copyto)
+    for name in ("sigmoid", "softplus", "erf", "where"):
+        ns[f"_{name}"] = PRIMITIVES[name].impl
+    for dt in ("float32", "float64", "int32", "int64"):
+        ns[f"_zero_{dt}"], ns[f"_one_{dt}"] = np.dtype(dt).type(0), np.dtype(dt).type(1)
+    return ns
+
+
+# pow by a scalar constant: NumPy's float32 power runs ~60 ns per element here (its
+# exponent-2 shortcut is for Python scalars only); these are within an ulp of it
+POW_BY_CONST = {2.0: ["{o} = _mul({a}, {a}, out={dst})"],
+                3.0: ["{o} = _mul({a}, {a}, out={dst})", "{o} = _mul({o}, {a}, out={dst})"],
+                -1.0: ["{o} = _div(_one_{dt}, {a}, out={dst})"]}
+
+
+def _lines(op: str, args: tuple, names: list, consts: tuple) -> tuple:
+    """(lines computing member ``{o}``, whether they write into ``{dst}``, whether that
+    is one ufunc call that may read and write the same buffer)."""
+    if op == "pow" and args[1][0] == "in" and consts[args[1][1]] in POW_BY_CONST:
+        return POW_BY_CONST[consts[args[1][1]]], True, False
+    if op in UFUNCS:
+        return [f"{{o}} = _{op}({', '.join(names)}, out={{dst}})"], True, True
+    if op == "relu":
+        return ["{o} = _maximum({a}, _zero_{dt}, out={dst})"], True, True
+    if op == "cast":
+        return ["_copyto({dst}, {a}, casting='unsafe')", "{o} = {dst}"], True, False
+    return [f"{{o}} = _{op}({', '.join(names)})"], False, False
+
+
 class Kernel:
-    """A group's members as a list of calls, run chunk by chunk."""
+    """A group's members as one generated function, run on the whole arrays (they
+    broadcast as they are) or chunk by chunk over the merged layout."""
 
     def __init__(self, spec, name: str):
         self.name = name
         layout = spec.layout
-        dims = layout.dims
-        self.scalar = [layout.block(k) is None for k in range(len(spec.in_dtypes))]
+        n_in = len(spec.in_dtypes)
         last = {}
         for j, (_, args, _, _) in enumerate(spec.members):
             for kind, i in args:
@@ -79,73 +97,68 @@ class Kernel:
         out_of = {j: m for m, j in enumerate(spec.outputs)}
         free: dict = {}
         self.reg_dtypes: list = []
-        steps = []
+        regs: list = []  # member -> its scratch buffer, or None
+        body = []
         for j, (op, args, params, dtype) in enumerate(spec.members):
-            mode, call = _call(op, args, spec.consts)
-            dying = [steps[i][4] for i in {i for kind, i in args if kind == "m"}
-                     if last.get(i) == j and steps[i][4] is not None]
-            if mode == "ufunc":  # one ufunc may write over an argument it reads
+            names = [f"i{r}" if kind == "in" else f"t{r}" for kind, r in args]
+            lines, writes, in_place = _lines(op, args, names, spec.consts)
+            dying = [regs[i] for i in {i for kind, i in args if kind == "m"}
+                     if last.get(i) == j and regs[i] is not None]
+            if in_place:
                 for r in dying:
                     free.setdefault(self.reg_dtypes[r], []).append(r)
-            reg = None
-            if j not in out_of and mode != "impl":
+            reg, dst = None, f"o{out_of[j]}" if j in out_of else None
+            if dst is None and writes:
                 pool = free.get(dtype)
-                if pool:
-                    reg = pool.pop()
-                else:
-                    reg = len(self.reg_dtypes)
+                reg = pool.pop() if pool else len(self.reg_dtypes)
+                if reg == len(self.reg_dtypes):
                     self.reg_dtypes.append(dtype)
-            if mode != "ufunc":
+                dst = f"s{reg}"
+            regs.append(reg)
+            if not in_place:
                 for r in dying:
                     free.setdefault(self.reg_dtypes[r], []).append(r)
-            steps.append((mode, call, args, params, reg, out_of.get(j)))
-        self.steps = steps
-        self.tiles = _tiles(dims)
-        self.tile_max = max(n for _, _, n in self.tiles)
-        self.in_index = [[None if self.scalar[k] else _index(tile, layout.spans[k])
-                          for k in range(len(spec.in_dtypes))] for tile, _, _ in self.tiles]
-        self._scratch: list = []
+            if j in out_of and not writes:
+                lines = lines + [f"_copyto({dst}, {{o}})", f"{{o}} = {dst}"]
+            dt = np.dtype(params["dtype"] if op == "cast" else dtype).name
+            fmt = dict(o=f"t{j}", dst=dst, dt=dt, **dict(zip("abc", names)))
+            body += [line.format(**fmt) for line in lines]
+        params = [f"i{k}" for k in range(n_in)] + [f"o{m}" for m in range(len(spec.outputs))]
+        params += [f"s{r}" for r in range(len(self.reg_dtypes))]
+        self.source = (f"def body({', '.join(params)}):\n"
+                       + "".join(f"    {line}\n" for line in body))
+        fn = _cache.get(self.source)
+        if fn is None:
+            ns = _ns()
+            exec(compile(self.source, f"<chainrule numpy kernel {name}>", "exec"), ns)
+            fn = _cache[self.source] = ns["body"]
+        self.body = fn
+        self.shape, self.dims = layout.shape, layout.dims
+        self.canonical = [layout.canonical(k) for k in range(n_in)]
+        self.tiles = _tiles(layout.dims) if layout.size > CHUNK else None
+        if self.tiles is not None:
+            self.in_index = [[_index(tile, layout.spans[k]) for k in range(n_in)]
+                             for tile, _, _ in self.tiles]
+        self.size = CHUNK if self.tiles is not None else layout.size
+        self._scratch: list = []  # sets of scratch buffers free for the next call
 
     def __call__(self, outs: list, ins: list) -> None:
-        ins = [a.reshape(()) if s else a for a, s in zip(ins, self.scalar)]
-        regs = (self._scratch.pop() if self._scratch else
-                [np.empty(self.tile_max, dt) for dt in self.reg_dtypes])
+        flat = (self._scratch.pop() if self._scratch
+                else [np.empty(self.size, dt) for dt in self.reg_dtypes])
         try:
+            if self.tiles is None:  # one chunk: the arrays as they are (they broadcast)
+                self.body(*ins, *outs, *[r.reshape(self.shape) for r in flat])
+                return
+            ins = [a.reshape(c) for a, c in zip(ins, self.canonical)]
+            outs = [o.reshape(self.dims) for o in outs]
             for (tile, shape, n), index in zip(self.tiles, self.in_index):
-                self._run(tile, shape, n, index, outs, ins, regs)
+                self.body(*[a[ix] for a, ix in zip(ins, index)], *[o[tile] for o in outs],
+                          *[r[:n].reshape(shape) for r in flat])
         finally:
-            self._scratch.append(regs)
-
-    def _run(self, tile, shape, n, index, outs, ins, regs) -> None:
-        tin = [a if ix is None else a[ix] for a, ix in zip(ins, index)]
-        tout = [o[tile] for o in outs]
-        rv = [r[:n].reshape(shape) for r in regs]
-        vals = []
-        for mode, call, args, params, reg, out in self.steps:
-            xs = [vals[i] if kind == "m" else tin[i] for kind, i in args]
-            dst = tout[out] if out is not None else rv[reg] if reg is not None else None
-            if mode == "ufunc":
-                r = call(*xs, out=dst)
-            elif mode == "into":
-                r = call(dst, *xs, **params)
-            else:
-                r = call(*xs, **params)
-                if dst is not None:
-                    np.copyto(dst, r)
-                    r = dst
-            vals.append(r)
+            self._scratch.append(flat)
 
 
-def _call(op: str, args: tuple, consts: tuple) -> tuple:
-    """(mode, callable) for a member: "ufunc" (called with out=), "into" (writes into
-    its first argument) or "impl" (the eager primitive's impl, returns a new array)."""
-    if op == "pow" and args[1][0] == "in" and consts[args[1][1]] in POW_BY_CONST:
-        return "into", POW_BY_CONST[consts[args[1][1]]]
-    if op in UFUNCS:
-        return "ufunc", UFUNCS[op]
-    if op in INTO:
-        return "into", INTO[op]
-    return "impl", PRIMITIVES[op].impl
+_cache: dict = {}
 
 
 def _tiles(dims: tuple) -> list:
