@@ -185,6 +185,24 @@ def test_broadcast_layouts(target, dtype, case):
     np.testing.assert_allclose(got, eager, rtol=1e-6 if dtype == np.float32 else 1e-14)
 
 
+def test_numpy_target_chunks_in_threads():
+    """A group of many chunks (600K elements, > 8 chunks of 64K) split over threads, with
+    a bias, a row statistic and a where: equal to the unfused graph bit for bit."""
+    rng = np.random.default_rng(2)
+    x, b, r = (cr.tensor(rng.standard_normal(s), dtype=cr.float32)
+               for s in [(600, 1000), (1000,), (600, 1)])
+
+    def f(x, b, r):
+        y = cr.tanh(x * r + b)
+        return cr.where(y > 0.2, y * y, cr.sigmoid(x)) - r
+    graph = make_graph(f)(x, b, r)
+    fused = fuse(graph, target="numpy")
+    (group,) = [e.prim for e in fused.eqns if hasattr(e.prim, "outs")]
+    assert len(group.kernel.tiles) > 8
+    arrays = [x.data, b.data, r.data]
+    np.testing.assert_array_equal(Program(fused).run(arrays)[0], Program(graph).run(arrays)[0])
+
+
 def test_layout_merges_axes():
     lay = Layout((8, 3, 4, 5), [(8, 3, 4, 5), (3, 1, 1), (), (8, 1, 1, 1), (8, 1, 4, 1)])
     assert lay.dims == (8, 3, 20)  # the last input is read materialized: it spans all
@@ -208,6 +226,23 @@ def test_numba_source_indexes_without_division():
     body = src.split("for j in range(C)")[1]
     assert "[j]" in body and "[i]" in body
     assert "[o]" in src.split("for j in range(C)")[0]
+
+
+def test_numba_source_hoists_loop_invariant_members():
+    """Members of scalars only are computed once before the loop, and a one-element group
+    has no loop at all (LLVM's vectorizer took minutes on deep loop-invariant DAGs)."""
+    def f(x, s):
+        u = cr.tanh(cr.broadcast_to(s, x.shape) * 2 + 1)  # x's shape, one value
+        for _ in range(6):
+            u = cr.where(u > 0.5, u * u, u + 1)
+        return x * u
+    for shape in [(50,), ()]:
+        x, s = cr.tensor(np.ones(shape)), cr.tensor(np.ones(()))
+        group = next(e.prim for e in fuse(make_graph(f)(x, s), target="numpy").eqns
+                     if hasattr(e.prim, "outs"))
+        src = numba_target.source(group.spec)[0]
+        head, _, loop = src.partition("for i in")
+        assert "_exp64" in head and loop.count("=") == (3 if shape else 0)  # load, mul, store
 
 
 def test_pow_by_constant_uses_products(target):
