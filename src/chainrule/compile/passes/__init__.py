@@ -5,10 +5,13 @@ name).
 fold first turns constant-only work into (small) constants, so that cse sees equal
 constants and simplify sees the ones and zeros; safe runs after simplify has put the
 constants next to the ops; cse runs again on the duplicates the rewrites exposed, and
-prune drops everything that no longer leads to an output.
+prune drops everything that no longer leads to an output. fuse then turns maximal groups
+of elementwise equations into one kernel each, and plan assigns buffers for reuse.
 """
 from .cse import cse
 from .fold import fold
+from .fuse import fuse
+from .plan import plan
 from .prune import prune
 from .safe import safe
 from .simplify import simplify
@@ -20,4 +23,6 @@ PIPELINE: list = [
     ("safe", safe),
     ("cse", cse),
     ("prune", prune),
+    ("fuse", fuse),
+    ("plan", plan),
 ]

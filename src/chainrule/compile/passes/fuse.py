@@ -36,13 +36,14 @@ UNIFORM_CHECK = 1 << 16  # the largest constant checked for being one repeated v
 
 
 class _Group:
-    __slots__ = ("members", "mask", "shape", "ext")
+    __slots__ = ("members", "mask", "shape", "ext", "dep")
 
     def __init__(self, bit: int, shape: tuple):
         self.members: list = []  # equation indices
         self.mask = bit
         self.shape = shape
         self.ext: list = []  # operands of members defined outside the group
+        self.dep = 0  # the groups its outside operands depend on (grows as members join)
 
 
 def fuse(graph: Graph, target: str | None = None) -> Graph:
@@ -68,12 +69,30 @@ def fuse(graph: Graph, target: str | None = None) -> Graph:
         i = defs.get(v.id)
         return i is not None and owner[i] is not None and any(owner[i] is g for g in chosen)
 
+    bit_group: dict = {}  # bit index -> the group that owns it now
+
+    def closure(bits: int) -> int:
+        """Every group reachable from ``bits``: a group depends on everything its outside
+        operands depend on, including what members that joined later brought in."""
+        seen, frontier = 0, bits
+        while frontier:
+            seen |= frontier
+            new = 0
+            while frontier:
+                low = frontier & -frontier
+                frontier ^= low
+                g = bit_group.get(low.bit_length() - 1)
+                if g is not None:
+                    new |= g.dep
+            frontier = new & ~seen
+        return seen
+
     def joinable(ops: list, chosen: list, mask: int) -> bool:
-        if any(not inside(v, chosen) and reach.get(v.id, 0) & mask for v in ops):
+        if any(not inside(v, chosen) and closure(reach.get(v.id, 0)) & mask for v in ops):
             return False
         for g in chosen:
             others = mask & ~g.mask
-            if others and any(not inside(v, chosen) and reach.get(v.id, 0) & others
+            if others and any(not inside(v, chosen) and closure(reach.get(v.id, 0)) & others
                               for v in g.ext):
                 return False
         return True
@@ -104,14 +123,25 @@ def fuse(graph: Graph, target: str | None = None) -> Graph:
                 g.members += h.members
                 g.ext += h.ext
                 g.mask |= h.mask
+                g.dep |= h.dep
                 for j in h.members:
                     owner[j] = g
                 groups.remove(h)
+            b = g.mask
+            while b:  # its bits now name the merged group
+                low = b & -b
+                b ^= low
+                bit_group[low.bit_length() - 1] = g
         else:
             g = _Group(1 << i, e.out.shape)
+            bit_group[i] = g
             groups.append(g)
         g.members.append(i)
-        g.ext += [v for v in ops if not inside(v, [g])]
+        new_ext = [v for v in ops if not inside(v, [g])]
+        g.ext += new_ext
+        for v in new_ext:
+            g.dep |= reach.get(v.id, 0)
+        g.dep &= ~g.mask
         owner[i] = g
         reach[e.out.id] = r | g.mask
 
