@@ -8,8 +8,8 @@ group) and asks a *target* to turn that into a kernel ``kernel(outs, ins)`` that
 every group output in one sweep:
 
 * ``numba`` (``codegen/numba_target.py``): Python source generated from a table of
-  scalar templates per primitive, compiled with ``@njit(parallel=True)``: one
-  ``prange`` loop over the outputs, spread over all cores.
+  scalar templates per primitive, compiled with ``@njit``: one SIMD loop that writes
+  every output, its rows spread over all cores.
 * ``numpy`` (``codegen/numpy_target.py``): the members as ufunc calls with ``out=``
   buffers over cache-sized chunks, so intermediates never leave the cache.
 
@@ -24,6 +24,7 @@ nothing over ufuncs on cache-resident data and would cost compile time.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import importlib
 import os
 import threading
@@ -38,6 +39,7 @@ __all__ = ["FusedGroup", "KernelSpec", "Layout", "TARGETS", "register_target", "
 
 ENV = "CHAINRULE_FUSION_TARGET"
 NUMBA_MIN_SIZE = 1 << 16
+THREADS = os.cpu_count() or 1  # large kernels split their rows over this many threads
 
 # ------------------------------------------------------------------ fusible ops
 # op -> dtype rule. float: one float dtype in and out; arith: one numeric dtype in and
@@ -207,6 +209,34 @@ def target_for(size: int, target: str | None = None) -> str:
     if size >= NUMBA_MIN_SIZE and _target("numba").available():
         return "numba"
     return "numpy"
+
+
+# ------------------------------------------------------------------ threads
+# Both targets split large kernels over one shared pool of Python threads: numba kernels
+# are compiled serial with ``nogil=True`` and NumPy's ufuncs release the GIL. (numba's
+# own ``parallel=True`` ran a 1M-element kernel 50x slower here under its default OpenMP
+# layer, next to OpenBLAS's spinning threads, and its workqueue layer is not safe to
+# call from several threads.)
+_executor = None
+
+
+def parallel_for(fn, n: int, parts: int) -> None:
+    """``fn(start, stop)`` over ``[0, n)`` in up to ``parts`` (at most ``THREADS``)
+    contiguous pieces, the first in this thread and the others in the pool."""
+    global _executor
+    parts = min(parts, THREADS, n)
+    if parts <= 1:
+        fn(0, n)
+        return
+    if _executor is None:
+        _executor = concurrent.futures.ThreadPoolExecutor(THREADS, "chainrule-kernel")
+    bounds = [n * k // parts for k in range(parts + 1)]
+    jobs = [_executor.submit(fn, bounds[k], bounds[k + 1]) for k in range(1, parts)]
+    try:
+        fn(0, bounds[1])
+    finally:
+        for job in jobs:
+            job.result()
 
 
 _stats = {"kernels": 0, "compile_seconds": 0.0, "log": []}

@@ -1,5 +1,6 @@
 """The numba target: a fused group becomes generated Python source, compiled once with
-``@njit(parallel=True)`` into one ``prange`` loop that writes every group output.
+``@njit(nogil=True)`` into one loop that writes every group output; large groups run
+their rows in several threads (``codegen.parallel_for``).
 
 Each primitive has a scalar template (``TEMPLATES``): statements that assign ``{o}``
 from the operands ``{a} {b} {c}``. Constants are spelled in the member's dtype
@@ -18,10 +19,10 @@ casts (below), and tanh (Cody & Waite's rational form below ln(3)/2,
 both sides of a case computed and one selected (no branch). They agree with NumPy to a
 few ulp. sin, cos, erf and general pow call libm (scalar).
 
-The iteration space is the group's merged layout, split into an outer ``prange`` over
-rows and an inner loop, at the axis where the fewest per-element index divisions are
-needed: a bias (C,) on (B, C) reads ``b[j]``, a row statistic (B, 1) is loaded once per
-row, a scalar once per call.
+The iteration space is the group's merged layout, split into an outer loop over rows
+(the kernel gets a row range) and an inner loop, at the axis where the fewest
+per-element index divisions are needed: a bias (C,) on (B, C) reads ``b[j]``, a row
+statistic (B, 1) is loaded once per row, a scalar once per call.
 """
 from __future__ import annotations
 
@@ -30,10 +31,10 @@ import time
 
 import numpy as np
 
-from . import record_compile
+from . import parallel_for, record_compile
 
 NAME = "numba"
-PARALLEL_MIN = 1 << 14  # smaller groups run a serial loop (no thread start-up)
+PARALLEL_MIN = 1 << 17  # elements; smaller groups run in the calling thread only
 # Kernels do each member's arithmetic exactly as NumPy does (fastmath off: no FMA
 # contraction, which would change results where sums cancel). The exp/log helpers,
 # approximations anyway, let LLVM contract their polynomials into FMAs.
@@ -286,7 +287,7 @@ def _template(op: str, args: tuple, params: dict, dtype: np.dtype, consts: tuple
 # ------------------------------------------------------------------ loop structure
 
 def _split(layout) -> int:
-    """Where to split the merged axes into outer (prange) and inner loop: the fewest
+    """Where to split the merged axes into outer (rows) and inner loop: the fewest
     per-element index divisions, then enough rows to share among threads."""
     dims = layout.dims
     nd = len(dims)
@@ -312,19 +313,18 @@ def _split(layout) -> int:
 
 
 def _index(var: str, div: int, mod: int, skip_div: bool, skip_mod: bool) -> str:
-    e = var if skip_div else f"({var} // {div})"
-    return e if skip_mod else f"({e} % {mod})"
+    # indices are unsigned (the row range arrives as uint64): numba then skips its
+    # negative-index wraparound, which would keep LLVM from vectorizing the loop
+    e = var if skip_div else f"({var} // np.uint64({div}))"
+    return e if skip_mod else f"({e} % np.uint64({mod}))"
 
 
 def source(spec) -> tuple:
-    """(Python source of the kernel, split axis, parallel?) for a KernelSpec."""
+    """(Python source of the kernel, split axis) for a KernelSpec."""
     layout = spec.layout
     dims = layout.dims
     nd = len(dims)
     p = _split(layout)
-    n = layout.size
-    par = n >= PARALLEL_MIN
-    loop = "prange" if par else "range"
     prod = lambda a, b: int(np.prod(dims[a:b], dtype=np.int64))  # noqa: E731
     n_in = len(spec.in_dtypes)
     # each value is computed at the outermost level where it can be: once per call
@@ -364,20 +364,20 @@ def source(spec) -> tuple:
         (top, outer, body)[at].extend(lines)
     params = ", ".join([f"a{k}" for k in range(n_in)]
                        + [f"r{m}" for m in range(len(spec.outputs))])
-    lines = [f"def kernel(R, C, {params}):"] + ["    " + s for s in top]
+    lines = [f"def kernel(start, stop, C, {params}):"] + ["    " + s for s in top]
     if not nd:  # a single element: no loop
         lines += [f"    r{m}[0] = t{j}" for m, j in enumerate(spec.outputs)]
-        return "\n".join(lines) + "\n", p, False
+        return "\n".join(lines) + "\n", p
     stores = [f"r{m}[i] = t{j}" for m, j in enumerate(spec.outputs)]
     if p >= nd:
-        lines.append(f"    for i in {loop}(R):")
+        lines.append("    for i in range(start, stop):")
         lines += ["        " + s for s in inner + body + stores]
-    else:  # rows in parallel, the inner loop over the trailing axes
-        lines.append(f"    for o in {loop}(R):")
+    else:  # rows, then the inner loop over the trailing axes
+        lines.append("    for o in range(start, stop):")
         lines += ["        " + s for s in outer]
         lines += ["        base = o * C", "        for j in range(C):", "            i = base + j"]
         lines += ["            " + s for s in inner + body + stores]
-    return "\n".join(lines) + "\n", p, par
+    return "\n".join(lines) + "\n", p
 
 
 def _member(j: int, op: str, args: tuple, params: dict, dtype: np.dtype, names: list,
@@ -403,34 +403,43 @@ _cache: dict = {}
 
 
 class Kernel:
-    """A compiled group: flattens its arrays and calls the jitted loop."""
+    """A compiled group: flattens its arrays and runs the jitted loop over row ranges."""
 
     def __init__(self, fn, rows: int, cols: int, name: str, src: str):
         self.fn, self.rows, self.cols, self.name, self.source = fn, rows, cols, name, src
+        self.parts = rows if rows * cols >= PARALLEL_MIN else 1
 
     def __call__(self, outs: list, ins: list) -> None:
         # each input's elements in C order are its covered axes in order: flat is enough
-        flat = [a.reshape(-1) if a.flags.c_contiguous else np.ascontiguousarray(a).reshape(-1)
-                for a in ins]
-        fn = self.fn
+        args = [a.reshape(-1) if a.flags.c_contiguous else np.ascontiguousarray(a).reshape(-1)
+                for a in ins] + [o.reshape(-1) for o in outs]
+        fn, cols = self.fn, self.cols
         known = len(fn.signatures)
-        t0 = time.perf_counter()
-        fn(self.rows, self.cols, *flat, *[o.reshape(-1) for o in outs])
-        if len(fn.signatures) > known:  # this call compiled a specialization
-            record_compile(self.name, time.perf_counter() - t0)
+        if not known or self.parts > 1 and not self._compiled(args):
+            t0 = time.perf_counter()
+            fn(np.uint64(0), np.uint64(0), np.uint64(cols), *args)  # compile: empty range
+            if len(fn.signatures) > known:
+                record_compile(self.name, time.perf_counter() - t0)
+        u64 = np.uint64
+        parallel_for(lambda start, stop: fn(u64(start), u64(stop), u64(cols), *args), self.rows,
+                     self.parts)
+
+    def _compiled(self, args) -> bool:
+        sig = tuple(_numba.typeof(a) for a in args)
+        return any(s[3:] == sig for s in self.fn.signatures)
 
 
 def build(spec, name: str = "kernel") -> Kernel:
     """The kernel for ``spec``; equal specs share one compiled function."""
-    src, p, par = source(spec)
+    src, p = source(spec)
     dims = spec.layout.dims
     rows = int(np.prod(dims[:p], dtype=np.int64)) if p < len(dims) else spec.layout.size
     cols = int(np.prod(dims[p:], dtype=np.int64)) if p < len(dims) else 1
     fn = _cache.get(src)
     if fn is None:
-        ns = {"np": np, "math": math, "prange": _numba.prange, **HELPERS}
+        ns = {"np": np, "math": math, **HELPERS}
         exec(compile(src, f"<chainrule kernel {name}>", "exec"), ns)
-        fn = _numba.njit(parallel=par, fastmath=FASTMATH, error_model="numpy", cache=False,
+        fn = _numba.njit(fastmath=FASTMATH, error_model="numpy", cache=False,
                          nogil=True)(ns["kernel"])
         _cache[src] = fn
     return Kernel(fn, rows, cols, name, src)

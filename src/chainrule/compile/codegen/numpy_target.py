@@ -6,20 +6,18 @@ Measured on a GELU forward over 4M float32 here: 19 ms in 64K-element chunks aga
 erf, where) call their eager primitive's impl on the chunk, so results equal the
 unfused graph's exactly. Scratch buffers are assigned by liveness inside the group and
 reused across chunks (an argument's buffer is reused for the result at its last use).
-Groups of many chunks share them among ``THREADS`` threads (ufuncs release the GIL).
+Groups of many chunks share them among ``codegen.THREADS`` threads (ufuncs release the
+GIL).
 """
 from __future__ import annotations
-
-import concurrent.futures
-import os
 
 import numpy as np
 
 from ...core.primitive import PRIMITIVES
+from . import parallel_for
 
 NAME = "numpy"
 CHUNK = 1 << 16
-THREADS = os.cpu_count() or 1  # large groups split their chunks over this many threads
 
 UFUNCS = {
     "neg": np.negative, "exp": np.exp, "log": np.log, "log1p": np.log1p, "expm1": np.expm1,
@@ -174,14 +172,8 @@ class Kernel:
             return
         ins = [a.reshape(c) for a, c in zip(ins, self.canonical)]
         outs = [o.reshape(self.dims) for o in outs]
-        n = len(self.tiles)
-        parts = min(THREADS, n // 4) or 1  # ufuncs release the GIL: chunks run in threads
-        bounds = [n * k // parts for k in range(parts + 1)]
-        jobs = [_pool().submit(self._run, outs, ins, bounds[k], bounds[k + 1])
-                for k in range(1, parts)]
-        self._run(outs, ins, 0, bounds[1])
-        for job in jobs:
-            job.result()
+        parallel_for(lambda start, stop: self._run(outs, ins, start, stop), len(self.tiles),
+                     len(self.tiles) // 4)  # ufuncs release the GIL
 
     def _take(self) -> list:
         try:
@@ -197,16 +189,6 @@ class Kernel:
                           *[r[:n].reshape(shape) for r in flat])
         finally:
             self._scratch.append(flat)
-
-
-_executor = None
-
-
-def _pool():
-    global _executor
-    if _executor is None:
-        _executor = concurrent.futures.ThreadPoolExecutor(THREADS, "chainrule-kernel")
-    return _executor
 
 
 _cache: dict = {}
