@@ -134,6 +134,20 @@ def test_no_cycle_through_a_reduction():
     assert names.index("sum") == 1 and "broadcast_to" not in names
 
 
+def test_no_cycle_when_a_group_grows_a_dependency_later():
+    """exp(x) starts group G and sin(y) group H; G later takes a * (sin(y) @ w), so G now
+    needs H. A value read from G's first member (a @ w2) is then behind H too: the add
+    that reads it may not join H, though nothing depended on H when a @ w2 was made."""
+    def f(x, y, w, w2):
+        a = cr.exp(x)
+        b = cr.sin(y)
+        c = a * (b @ w)
+        return b + a @ w2, c
+    fused = assert_fused_same(f, t(4, 4), t(4, 4), t(4, 4), t(4, 4))
+    assert sorted(sorted(members(g)) for g in groups(fused)) == [["exp", "mul"]]
+    assert [e.prim.name for e in fused.eqns].count("add") == 1
+
+
 def test_readers_between_members_move_after_the_group():
     """The sum reads the first member but sits before the last one in the trace."""
     def f(x):

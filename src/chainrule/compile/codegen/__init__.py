@@ -14,7 +14,8 @@ every group output in one sweep:
   buffers over cache-sized chunks, so intermediates never leave the cache.
 
 A CuPy target would be one more module with a template table and a ``build(spec, name)``.
-Kernels are cached by their structure (generated source, dtypes, broadcast pattern),
+Kernels are cached by their generated source (which spells the ops, the dtypes of the
+constants and the broadcast pattern; numba adds one specialization per input dtypes),
 so equal groups in different graphs share one compilation.
 
 Target choice: ``CHAINRULE_FUSION_TARGET=numba|numpy`` forces one; otherwise ``auto``
@@ -32,10 +33,11 @@ import threading
 import numpy as np
 
 from ...core.primitive import PRIMITIVES
-from ..ir import Eqn, Var, param_key
+from ..ir import Eqn, Var
 
 __all__ = ["FusedGroup", "KernelSpec", "Layout", "TARGETS", "register_target", "target_for",
-           "fusible", "kernel_stats", "OPS", "ENV", "NUMBA_MIN_SIZE"]
+           "fusible", "eqn_outs", "kernel_stats", "parallel_for", "OPS", "ENV",
+           "NUMBA_MIN_SIZE", "THREADS"]
 
 ENV = "CHAINRULE_FUSION_TARGET"
 NUMBA_MIN_SIZE = 1 << 16
@@ -164,9 +166,6 @@ class KernelSpec:
         self.outputs = outputs
         self.layout = layout
         self.consts = consts
-        self.key = (tuple((op, args, param_key(p), dt.str) for op, args, p, dt in members),
-                    tuple(d.str for d in in_dtypes), outputs, layout.dims,
-                    tuple(layout.spans), consts)
 
 
 # ------------------------------------------------------------------ targets

@@ -33,7 +33,6 @@ import numpy as np
 
 from . import parallel_for, record_compile
 
-NAME = "numba"
 PARALLEL_MIN = 1 << 17  # elements; smaller groups run in the calling thread only
 # Kernels do each member's arithmetic exactly as NumPy does (fastmath off: no FMA
 # contraction, which would change results where sums cancel). The exp/log helpers,
