@@ -61,7 +61,7 @@ def fuse(graph: Graph, target: str | None = None) -> Graph:
             i = defs.get(v.id)
         return v
 
-    reach: dict = {}
+    reach: dict = {}  # Var id -> the groups (bits) it depends on, its own included
     owner: list = [None] * len(eqns)
     groups: list = []
 
@@ -70,30 +70,47 @@ def fuse(graph: Graph, target: str | None = None) -> Graph:
         return i is not None and owner[i] is not None and any(owner[i] is g for g in chosen)
 
     bit_group: dict = {}  # bit index -> the group that owns it now
+    # A value's ``reach`` already holds the dependencies its groups had when it was made
+    # (every member reads an earlier member, so it depends on what they depend on). Only
+    # groups that gained dependencies later ("grown": a member joined with new outside
+    # operands, or groups merged) need following, and only those are expanded.
+    grown = 0
+    memo: dict = {}  # closure results, valid until a group grows
 
     def closure(bits: int) -> int:
         """Every group reachable from ``bits``: a group depends on everything its outside
         operands depend on, including what members that joined later brought in."""
-        seen, frontier = 0, bits
+        done = memo.get(bits)
+        if done is not None:
+            return done
+        seen, frontier = bits, bits & grown
+        expanded = 0
         while frontier:
-            seen |= frontier
+            expanded |= frontier
             new = 0
             while frontier:
                 low = frontier & -frontier
                 frontier ^= low
-                g = bit_group.get(low.bit_length() - 1)
-                if g is not None:
-                    new |= g.dep
-            frontier = new & ~seen
+                new |= bit_group[low.bit_length() - 1].dep
+            seen |= new
+            frontier = new & grown & ~expanded
+        memo[bits] = seen
         return seen
 
+    def outside(vs, chosen: list) -> int:
+        """The groups the operands ``vs`` not computed by ``chosen`` depend on."""
+        bits = 0
+        for v in vs:
+            if not inside(v, chosen):
+                bits |= reach.get(v.id, 0)
+        return closure(bits)  # the closure of a union is the union of the closures
+
     def joinable(ops: list, chosen: list, mask: int) -> bool:
-        if any(not inside(v, chosen) and closure(reach.get(v.id, 0)) & mask for v in ops):
+        if outside(ops, chosen) & mask:
             return False
         for g in chosen:
             others = mask & ~g.mask
-            if others and any(not inside(v, chosen) and closure(reach.get(v.id, 0)) & others
-                              for v in g.ext):
+            if others and outside(g.ext, chosen) & others:
                 return False
         return True
 
@@ -139,9 +156,14 @@ def fuse(graph: Graph, target: str | None = None) -> Graph:
         g.members.append(i)
         new_ext = [v for v in ops if not inside(v, [g])]
         g.ext += new_ext
+        dep = g.dep
         for v in new_ext:
-            g.dep |= reach.get(v.id, 0)
-        g.dep &= ~g.mask
+            dep |= reach.get(v.id, 0)
+        dep &= ~g.mask
+        if chosen and dep != g.dep or len(chosen) > 1:
+            grown |= g.mask  # an existing group now depends on more (or groups merged)
+            memo.clear()
+        g.dep = dep
         owner[i] = g
         reach[e.out.id] = r | g.mask
 
