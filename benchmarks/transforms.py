@@ -164,13 +164,13 @@ def hvp_fns(lib: str):
         rev_fwd = cr.grad(directional, has_aux=True)
         fns = {"grad (cr.grad)": lambda: grad_fn(params),
                "grad (autograd.grad)": lambda: cr.autograd.grad(loss(leaves), leaves),
-               "hvp fwd-over-rev (cr.hvp)": lambda: cr.hvp(loss, (params,), (vs,))[1][0],
+               "hvp cr.hvp (rev-over-fwd)": lambda: cr.hvp(loss, (params,), (vs,))[1][0],
                "hvp rev-over-rev": rev_rev,
-               "hvp rev-over-fwd (cr.grad of cr.jvp)": lambda: rev_fwd(params)[0]}
-        base = {"hvp fwd-over-rev (cr.hvp)": "grad (cr.grad)",
+               "hvp cr.grad of cr.jvp, by hand": lambda: rev_fwd(params)[0]}
+        base = {"hvp cr.hvp (rev-over-fwd)": "grad (cr.grad)",
                 "hvp rev-over-rev": "grad (autograd.grad)",
-                "hvp rev-over-fwd (cr.grad of cr.jvp)": "grad (cr.grad)"}
-        return fns, base, lambda: [h.numpy() for h in fns["hvp fwd-over-rev (cr.hvp)"]()], \
+                "hvp cr.grad of cr.jvp, by hand": "grad (cr.grad)"}
+        return fns, base, lambda: [h.numpy() for h in fns["hvp cr.hvp (rev-over-fwd)"]()], \
             lambda: [h.numpy() for k in ("hvp rev-over-rev", "hvp rev-over-fwd (cr.grad of "
                                          "cr.jvp)") for h in fns[k]()]
     if lib == "torch":
@@ -439,7 +439,7 @@ def bench_hvp(libs, a, tmp) -> dict:
     print("  (H v rel err: max |diff| / max |H v| against PyTorch double backward, for "
           "chainrule the worst of its three methods; for PyTorch, torch.func against double "
           "backward)")
-    cr_hvp = res.get("hvp fwd-over-rev (cr.hvp)")
+    cr_hvp = res.get("hvp cr.hvp (rev-over-fwd)")
     if cr_hvp:
         others = ", ".join(
             f"{cr_hvp['hvp_s']['median'] / m['hvp_s']['median']:.2f}x {k.split(' ', 1)[1]}"
@@ -563,8 +563,8 @@ def profile_hvp() -> None:
     fns = hvp_fns("cr")[0]
     import resource
     n, per, faults = 20, {}, {}
-    for name in ("grad (cr.grad)", "hvp fwd-over-rev (cr.hvp)", "hvp rev-over-rev",
-                 "hvp rev-over-fwd (cr.grad of cr.jvp)"):
+    for name in ("grad (cr.grad)", "hvp cr.hvp (rev-over-fwd)", "hvp rev-over-rev",
+                 "hvp cr.grad of cr.jvp, by hand"):
         fns[name]()
         f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         with timed_impls() as stats:
@@ -575,7 +575,7 @@ def profile_hvp() -> None:
         faults[name] = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / n
     print("\n=== chainrule: calls / ms per call inside primitive impls (NumPy), 1 thread ===")
     prims = sorted({k for _, s in per.values() for k in s},
-                   key=lambda k: -per["hvp fwd-over-rev (cr.hvp)"][1].get(k, (0, 0))[1])
+                   key=lambda k: -per["hvp cr.hvp (rev-over-fwd)"][1].get(k, (0, 0))[1])
     rows = [[p] + [f"{s.get(p, (0, 0))[0] // n} / {s.get(p, (0, 0))[1] / n * 1e3:.2f}"
                    for _, s in per.values()] for p in prims]
     rows.append(["all impls"] + [f"{sum(c for c, _ in s.values()) // n} / "
