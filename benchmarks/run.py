@@ -243,8 +243,8 @@ def worker(lib: str, target_s: float, init_dir: str, check_dir: str | None,
         import torch
         out["info"] = {"torch_threads": torch.get_num_threads()}
     if one_thread:  # BLAS/OpenMP pools were limited to 1 thread by the parent's environment
-        out["results"] = {f"{row}, 1 thread": measure(model_step_fn(lib, init_dir, row)[0],
-                                                      target_s, 1e3) for row in MODELS}
+        out["results"] = {f"{row}, 1 thread": measure(make(lib, init_dir)[0], target_s, 1e3)
+                          for row, make in STEPS.items()}
         return out
     if check_dir:  # the first step's loss, and the parameters after it
         out["first_loss"] = {}
