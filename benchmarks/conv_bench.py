@@ -7,7 +7,9 @@ small CNN (conv16-pool-conv32-pool-fc on 1x28x28, batch 64) and its whole traini
 Each case runs in its own process (the frameworks alternate); the time reported is the
 minimum over repeats, in milliseconds, which is the least noisy statistic on a shared
 machine. chainrule tunes glibc's allocator at import (``CHAINRULE_MALLOC_TUNE=0`` turns
-that off); PyTorch's process runs as shipped. The header says which.
+that off); PyTorch's process runs as shipped, unless glibc's own variables for the same
+settings are in the environment (``MALLOC_MMAP_THRESHOLD_=33554432
+MALLOC_TRIM_THRESHOLD_=268435456``, inherited by every process). The header says which.
 """
 from __future__ import annotations
 
@@ -170,8 +172,10 @@ def main() -> None:
                 best[fw] = min(best.get(fw, float("inf")), res["ms"])
                 if fw == "chainrule" and tuned is None:
                     tuned = res["malloc_tuned"]
+                    alloc = ("tuned by the MALLOC_* environment"
+                             if any(k.startswith("MALLOC_") for k in os.environ) else "as shipped")
                     print(f"chainrule's malloc tuning (chainrule.backend.MALLOC_TUNED): {tuned}; "
-                          "PyTorch's allocator as shipped")
+                          f"PyTorch's allocator {alloc}")
         cols = "  ".join(f"{fw} {ms:7.3f}" for fw, ms in best.items())
         ratio = f"  ratio {best['chainrule'] / best['torch']:.2f}x" if len(best) == 2 else ""
         print(f"{case:6s} {cols}{ratio}   ({CASES[case]})")
