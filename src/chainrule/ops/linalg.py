@@ -35,8 +35,19 @@ def _matmul_rule(a, b):
 
 def _matmul_vjp(g, out, a, b):
     if a.ndim == 2 and b.ndim == 2:  # the common case, without reshapes
-        return (bind(P_matmul, g, bind(P_transpose, b, axes=(1, 0))) if a.requires_grad else None,
-                bind(P_matmul, bind(P_transpose, a, axes=(1, 0)), g) if b.requires_grad else None)
+        ga = bind(P_matmul, g, bind(P_transpose, b, axes=(1, 0))) if a.requires_grad else None
+        gb = None
+        if b.requires_grad:
+            bd = b.data
+            if bd.__class__ is np.ndarray and bd.flags.f_contiguous and not bd.flags.c_contiguous:
+                # b is a transposed view (nn.Linear's W.T): its gradient in the same memory
+                # order, so W's gradient comes out C-ordered like W (the update then runs
+                # on matching layouts: 5x faster for SGD here)
+                gb = bind(P_transpose, bind(P_matmul, bind(P_transpose, g, axes=(1, 0)), a),
+                          axes=(1, 0))
+            else:
+                gb = bind(P_matmul, bind(P_transpose, a, axes=(1, 0)), g)
+        return ga, gb
     a2, b2, o2 = _matmul_shapes(a.shape, b.shape)
     g2 = reshape(g, o2)
     ga = gb = None
