@@ -6,7 +6,6 @@ check their arguments.
 """
 from __future__ import annotations
 
-import math
 
 from .. import backend, ops
 from ..core.dispatch import user_site
@@ -74,11 +73,7 @@ class _ConvNd(Module):
 
     def reset_parameters(self) -> None:
         """Draw fresh weights from the global generator, as PyTorch initializes them."""
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            fan_in, _ = init._calculate_fan_in_and_fan_out(self.weight)
-            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
-            init.uniform_(self.bias, -bound, bound)
+        init.default_layer_init_(self.weight, self.bias)
 
     def extra_repr(self) -> str:
         s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
