@@ -43,6 +43,29 @@ def _fresh(t: Tensor, inputs) -> Tensor:
     return _make(t.data) if any(t is a for a in inputs) else t
 
 
+def _tracked(args) -> bool:
+    """Whether a call must be differentiable: a tape to record on, or an interpreter."""
+    return bool(dispatch._interpreters) or (dispatch._mode.grad and any(
+        isinstance(a, Tensor) and a.requires_grad for a in args))
+
+
+def _run_opaque(fn, args):
+    """Run the user's function opaquely; returns its output leaves (each a tensor of its
+    own), their structure, and the positions of the tensor arguments."""
+    with _suspended():
+        out = fn(*args)
+    leaves, td = tree_flatten(out)
+    leaves = [_fresh(o, args) if isinstance(o, Tensor) else o for o in leaves]
+    return leaves, td, [k for k, a in enumerate(args) if isinstance(a, Tensor)]
+
+
+def _keep_second(pair, into: list):
+    """``fwd`` returns (out, residuals): keep the residuals, pass the output on."""
+    out, res = pair
+    into.append(res)
+    return out
+
+
 def _bind_outputs(name, args, outs, vjp_one, jvp_one, saves):
     """Bind one opaque primitive per differentiable output; others pass through."""
     tensors = [a for a in args if isinstance(a, Tensor)]
@@ -199,15 +222,11 @@ class custom_vjp:
         name = getattr(self.fun, "__name__", "custom_vjp")
         if self.fwd is None:
             raise RuntimeError(f"custom_vjp {name}: call defvjp(fwd, bwd) before using it")
-        grad_on = dispatch._mode.grad and any(isinstance(a, Tensor) and a.requires_grad
-                                               for a in args)
-        if not grad_on and not dispatch._interpreters:
+        if not _tracked(args):
             return self.fun(*args)
-        with _suspended():
-            out, res = self.fwd(*args)
-        leaves, td = tree_flatten(out)
-        leaves = [_fresh(o, args) if isinstance(o, Tensor) else o for o in leaves]
-        pos = [k for k, a in enumerate(args) if isinstance(a, Tensor)]
+        res = []
+        leaves, td, pos = _run_opaque(lambda *a: _keep_second(self.fwd(*a), res), args)
+        res = res[0]
 
         def vjp_one(i, g, out_t, inputs):
             cts = [creation.zeros(o.shape, dtype=o.dtype) if isinstance(o, Tensor) else None
@@ -249,15 +268,9 @@ class custom_jvp:
         name = getattr(self.fun, "__name__", "custom_jvp")
         if self.rule is None:
             raise RuntimeError(f"custom_jvp {name}: call defjvp(rule) before using it")
-        grad_on = dispatch._mode.grad and any(isinstance(a, Tensor) and a.requires_grad
-                                               for a in args)
-        if not grad_on and not dispatch._interpreters:
+        if not _tracked(args):
             return self.fun(*args)
-        with _suspended():
-            out = self.fun(*args)
-        leaves, td = tree_flatten(out)
-        leaves = [_fresh(o, args) if isinstance(o, Tensor) else o for o in leaves]
-        pos = [k for k, a in enumerate(args) if isinstance(a, Tensor)]
+        leaves, td, pos = _run_opaque(self.fun, args)
 
         def primals_with(inputs):
             full = list(args)

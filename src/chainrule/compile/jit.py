@@ -168,11 +168,11 @@ class JittedFunction:
         return entry
 
     def __call__(self, *args, **kwargs):
-        if dispatch._interpreters or (dispatch._mode.grad and any(
-                isinstance(x, Tensor) and x.requires_grad
-                for x in tree_flatten((args, kwargs))[0])):
+        if dispatch._interpreters:
             return self.fn(*args, **kwargs)  # inside a transform or a trace: inline
         static, leaves, td, slots, key = self._split(args, kwargs)
+        if dispatch._mode.grad and any(leaves[i].requires_grad for i in slots):
+            return self.fn(*args, **kwargs)  # its inputs are differentiated: inline
         entry = next((e for e in self.cache.get(key, ()) if e.valid()), None)
         if entry is None:
             if key not in self.warm:  # first call: eager, so lazily built state exists
