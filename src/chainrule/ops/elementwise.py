@@ -149,6 +149,13 @@ def _div_vjp(g, out, a, b):
 
 def _dpow_da(a, b):
     """b * a**(b-1), and 0 where b == 0 (also at a == 0, where 0 * inf would be nan)."""
+    d = b.data
+    if not (_rg(b) or _interpreters) and d.size and not any(d.strides):
+        # an exponent constant everywhere (a broadcast scalar) that no level varies
+        # (no interpreter, no grad): x**3 -> 3 * x**2, with the exponent a scalar
+        e = d.flat[0].item()
+        if e != 0:
+            return mul(b, pow(a, e - 1))
     return where(eq(b, _zero(b)), _zero(b), mul(b, pow(a, sub(b, _one(b)))))
 
 
@@ -209,11 +216,14 @@ P_div = _binary_row("div", np.true_divide, _div_vjp,
                         div(t[0], b) if t[0] is not None else None,
                         neg(div(mul(t[1], out), b)) if t[1] is not None else None),
                     saves=(1,), save_out=True)
+
+
 def _power(a, b):
     """``np.power``, with the scalar exponents 2 and 3 as products, as PyTorch does:
-    NumPy's float power of a negative base takes a slow path (about 100x here)."""
-    if b.ndim == 0 and a.dtype.kind == "f":
-        e = b.item()
+    NumPy's float power of a negative base takes a slow path (about 100x here). The
+    exponent may be a scalar broadcast to the base's shape (all strides 0)."""
+    if a.dtype.kind == "f" and b.size and not any(b.strides):
+        e = b.flat[0]
         if e == 2:
             return np.multiply(a, a)
         if e == 3:

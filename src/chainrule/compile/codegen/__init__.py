@@ -21,7 +21,9 @@ so equal groups in different graphs share one compilation.
 Target choice: ``CHAINRULE_FUSION_TARGET=numba|numpy`` forces one; otherwise ``auto``
 picks numba (``pip install 'chainrule[jit]'``) for groups of at least
 ``NUMBA_MIN_SIZE`` elements and NumPy for smaller ones, where a compiled loop gains
-nothing over ufuncs on cache-resident data and would cost compile time.
+nothing over ufuncs on cache-resident data and would cost compile time. Large kernels
+run on ``THREADS`` threads: ``CHAINRULE_NUM_THREADS``, else ``OMP_NUM_THREADS``, else
+every core.
 """
 from __future__ import annotations
 
@@ -41,7 +43,19 @@ __all__ = ["FusedGroup", "KernelSpec", "Layout", "TARGETS", "register_target", "
 
 ENV = "CHAINRULE_FUSION_TARGET"
 NUMBA_MIN_SIZE = 1 << 16
-THREADS = os.cpu_count() or 1  # large kernels split their rows over this many threads
+
+
+def _threads() -> int:
+    """Kernel threads: ``CHAINRULE_NUM_THREADS``, else ``OMP_NUM_THREADS`` (as PyTorch
+    reads it), else every core."""
+    for name in ("CHAINRULE_NUM_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(name, "")
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return os.cpu_count() or 1
+
+
+THREADS = _threads()  # large kernels split their rows over this many threads
 
 # ------------------------------------------------------------------ fusible ops
 # op -> dtype rule. float: one float dtype in and out; arith: one numeric dtype in and

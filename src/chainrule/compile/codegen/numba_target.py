@@ -99,6 +99,69 @@ def _exp64(x):
     return y if x == x else x
 
 
+def _expn32(x):
+    """exp of 0 <= x <= 20, for tanh (which damps its error): no clamps, one-part ln2
+    (k <= 29), a degree-6 minimax polynomial, and 2^k added to the exponent bits: the
+    integer k is in the low bits of k + 1.5 * 2^23, so no multiply."""
+    m = x * _F4(1.4426950408889634) + _F4(12582912.0)
+    r = x - (m - _F4(12582912.0)) * _F4(0.6931471805599453)
+    q = _F4(0.001384361064992845)
+    for c in (0.008374195545911789, 0.04166800528764725, 0.16666430234909058,
+              0.4999999403953552, 1.0):
+        q = q * r + _F4(c)
+    return _as_float(np.int32(_as_int(q * r + _F4(1.0)) + (_as_int(m) << 23)))
+
+
+def _expn64(x):
+    """exp of 0 <= x <= 40, as _expn32 (Cody & Waite's two-part ln2, Taylor to 13)."""
+    m = x * 1.4426950408889634 + 6755399441055744.0
+    k = m - 6755399441055744.0
+    r = (x - k * 6.93147180369123816490e-01) - k * 1.90821492927058770002e-10
+    p = 1 / 6227020800
+    for c in (1 / 479001600, 1 / 39916800, 1 / 3628800, 1 / 362880, 1 / 40320, 1 / 5040,
+              1 / 720, 1 / 120, 1 / 24, 1 / 6, 0.5, 1.0, 1.0):
+        p = p * r + c
+    return _as_float(_as_int(p) + (_as_int(m) << 52))
+
+
+# tanh: Cody & Waite's x + x g P(g) / Q(g), g = x^2, below ln(3)/2, and
+# sign(x) (1 - 2 / (exp(2|x|) + 1)) above. Both sides feed one division,
+# a + b n / d with a, b, n, d each selected, so there is no branch and no second division.
+# |x| is clamped where tanh rounds to +-1, so the exp never overflows; NaN takes the
+# small side (its comparison is false), which returns it; where tanh(x) rounds to x, x
+# is returned (so -0.0 stays -0.0). At most 1.6 ulp from the exact result (NumPy's: 1.4).
+# Multiplies are what the kernels are bound by (AVX-512 here issues one per cycle), so
+# _expn32 takes none that it can avoid.
+def _tanh32(x):
+    f = abs(x)
+    y = f if f < _F4(10.0) else _F4(10.0)
+    e = _expn32(y + y)
+    g = x * x
+    big = f >= _F4(0.5493061443340548)
+    neg = x < _F4(0.0)
+    t = ((_F4(-1.0) if neg else _F4(1.0)) if big else x) \
+        + ((_F4(2.0) if neg else _F4(-2.0)) if big else x) * (
+        (_F4(1.0) if big else (_F4(-0.3831010665e-2) * g + _F4(-0.8237728127)) * g)
+        / (e + _F4(1.0) if big else g + _F4(2.471319654)))
+    return x if f < _F4(2.0 ** -13) else t
+
+
+def _tanh64(x):
+    f = abs(x)
+    y = f if f < 20.0 else 20.0
+    e = _expn64(y + y)
+    g = x * x
+    big = f >= 0.5493061443340548
+    neg = x < 0.0
+    p = ((-0.96437492777225469787 * g - 0.99225929672236083313e2) * g
+         - 0.16134119023996228053e4) * g
+    q = ((g + 0.11274474380534949335e3) * g + 0.22337720718962312926e4) * g \
+        + 0.48402357071988688686e4
+    t = ((-1.0 if neg else 1.0) if big else x) + ((2.0 if neg else -2.0) if big else x) * (
+        (1.0 if big else p) / (e + 1.0 if big else q))
+    return x if f < 2.0 ** -27 else t
+
+
 def _log32(x):
     tiny = x < _F4(1.1754943508222875e-38)
     bits = np.int64(_as_int(x * _F4(8388608.0) if tiny else x))
@@ -179,19 +242,16 @@ def _load_helpers() -> None:
         return None
 
     _as_float, _as_int = as_float, as_int
-    for fn in (_exp32, _exp64, _log32, _log64):
-        HELPERS[fn.__name__] = _numba.njit(error_model="numpy", fastmath=HELPER_FASTMATH)(fn)
+    module = globals()
+    for fn in (_exp32, _exp64, _expn32, _expn64, _tanh32, _tanh64, _log32, _log64):
+        # in dependency order: a helper's global names the jitted helpers before it
+        HELPERS[fn.__name__] = module[fn.__name__] = _numba.njit(
+            error_model="numpy", fastmath=HELPER_FASTMATH)(fn)
 
 
 # ------------------------------------------------------------------ templates
 _SELECT_MAX = "{o} = {a} if ({a} >= {b} or {a} != {a}) else {b}"
 _SELECT_MIN = "{o} = {a} if ({a} <= {b} or {a} != {a}) else {b}"
-
-# tanh for |x| >= ln(3)/2, and the choice (both sides computed: no branch, so SIMD)
-_TANH_LARGE = ("{o}_q = {half} - {one} / ({exp}({o}_f + {o}_f) + {one})\n"
-               "{o}_q = {o}_q + {o}_q\n"
-               "{o}_q = -{o}_q if {a} < {zero} else {o}_q\n"
-               "{o} = {o}_p if {o}_f < {T}(0.5493061443340548) else {o}_q")
 
 TEMPLATES = {
     "neg": "{o} = -{a}",
@@ -229,21 +289,7 @@ TEMPLATES = {
                 "{o}_d = {o}_u - {one}\n"
                 "{o}_l = {o}_e if {o}_d == {zero} else {log}({o}_u) * ({o}_e / {o}_d)\n"
                 "{o} = ({a} if ({a} >= {zero} or {a} != {a}) else {zero}) + {o}_l",
-    # Cody & Waite: x + x*g*P(g)/Q(g) for |x| < ln(3)/2, else 1 - 2/(exp(2|x|) + 1)
-    "tanh": {
-        "f8": "{o}_f = abs({a})\n"
-              "{o}_g = {a} * {a}\n"
-              "{o}_p = {a} + {a} * ({o}_g * (({T}(-0.96437492777225469787) * {o}_g + "
-              "{T}(-0.99225929672236083313e2)) * {o}_g + {T}(-0.16134119023996228053e4)) / "
-              "((({o}_g + {T}(0.11274474380534949335e3)) * {o}_g + "
-              "{T}(0.22337720718962312926e4)) * {o}_g + {T}(0.48402357071988688686e4)))\n"
-              + _TANH_LARGE,
-        "f4": "{o}_f = abs({a})\n"
-              "{o}_g = {a} * {a}\n"
-              "{o}_p = {a} + {a} * (({T}(-0.3831010665e-2) * {o}_g + {T}(-0.8237728127)) * "
-              "{o}_g / ({o}_g + {T}(2.471319654)))\n"
-              + _TANH_LARGE,
-    },
+    "tanh": "{o} = _tanh{bits}({a})",
     # the eager erf computes float32 in float64 and rounds
     "erf": {"f8": "{o} = math.erf({a})", "f4": "{o} = {T}(math.erf(np.float64({a})))"},
     "eq": "{o} = {a} == {b}",
@@ -387,7 +433,7 @@ def _member(j: int, op: str, args: tuple, params: dict, dtype: np.dtype, names: 
     T = _ctor(dtype)
     bits = 32 if dtype == np.float32 else 64
     fmt = dict(o=f"t{j}", T=T, one=f"{T}(1)", zero=f"{T}(0)", half=f"{T}(0.5)",
-               inf=f"{T}(np.inf)", exp=f"_exp{bits}", log=f"_log{bits}",
+               inf=f"{T}(np.inf)", exp=f"_exp{bits}", log=f"_log{bits}", bits=bits,
                **dict(zip("abc", names)))
     lines = _template(op, args, params, dtype, consts).format(**fmt).split("\n")
     wrap = _WRAP.get(f"{dtype.kind}{dtype.itemsize}")
@@ -407,25 +453,24 @@ class Kernel:
     def __init__(self, fn, rows: int, cols: int, name: str, src: str):
         self.fn, self.rows, self.cols, self.name, self.source = fn, rows, cols, name, src
         self.parts = rows if rows * cols >= PARALLEL_MIN else 1
+        self._seen: set = set()  # argument kinds (dtype, writeable) compiled for
 
     def __call__(self, outs: list, ins: list) -> None:
         # each input's elements in C order are its covered axes in order: flat is enough
         args = [a.reshape(-1) if a.flags.c_contiguous else np.ascontiguousarray(a).reshape(-1)
                 for a in ins] + [o.reshape(-1) for o in outs]
         fn, cols = self.fn, self.cols
-        known = len(fn.signatures)
-        if not known or self.parts > 1 and not self._compiled(args):
+        kinds = tuple((a.dtype.num, a.flags.writeable) for a in args)
+        if kinds not in self._seen:  # compile here, not in several threads at once
+            known = len(fn.signatures)
             t0 = time.perf_counter()
-            fn(np.uint64(0), np.uint64(0), np.uint64(cols), *args)  # compile: empty range
+            fn(np.uint64(0), np.uint64(0), np.uint64(cols), *args)  # an empty range
             if len(fn.signatures) > known:
                 record_compile(self.name, time.perf_counter() - t0)
+            self._seen.add(kinds)
         u64 = np.uint64
         parallel_for(lambda start, stop: fn(u64(start), u64(stop), u64(cols), *args), self.rows,
                      self.parts)
-
-    def _compiled(self, args) -> bool:
-        sig = tuple(_numba.typeof(a) for a in args)
-        return any(s[3:] == sig for s in self.fn.signatures)
 
 
 def build(spec, name: str = "kernel") -> Kernel:
