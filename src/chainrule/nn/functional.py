@@ -19,6 +19,7 @@ from ..ops import (binary_cross_entropy, binary_cross_entropy_with_logits, cross
 from ..ops.conv import (adaptive_avg_pool2d, avg_pool2d, conv1d, conv2d, conv_transpose2d, fold,
                         max_pool2d, unfold)
 from ..ops.creation import rand
+from ..ops.linalg import linear as _linear
 
 __all__ = [
     "linear", "bilinear", "relu", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu",
@@ -53,13 +54,15 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         raise ValueError(f"linear: input {tuple(input.shape)} {input.dtype} does not match "
                          f"weight {tuple(weight.shape)} {weight.dtype} (expected last dim "
                          f"{weight.shape[-1]}), at {user_site()}")
-    if input.ndim > 2:  # (*, in) as one 2-D product: its backward is two plain GEMMs
-        lead = input.shape[:-1]
-        out = ops.matmul(ops.reshape(input, (-1, input.shape[-1])), ops.transpose(weight, 0, 1))
-        out = ops.reshape(out, lead + (weight.shape[0],))
-    else:
-        out = ops.matmul(input, ops.transpose(weight, 0, 1))
-    return out if bias is None else ops.add(out, bias)
+    if bias is not None and (bias.ndim != 1 or bias.shape[0] != weight.shape[0]):
+        raise ValueError(f"linear: bias {tuple(bias.shape)} does not match weight "
+                         f"{tuple(weight.shape)} (expected ({weight.shape[0]},)), at "
+                         f"{user_site()}")
+    if input.ndim == 2:
+        return _linear(input, weight, bias)
+    lead = input.shape[:-1]  # (*, in) as one 2-D product
+    out = _linear(ops.reshape(input, (-1, input.shape[-1])), weight, bias)
+    return ops.reshape(out, lead + (weight.shape[0],))
 
 
 def bilinear(input1: Tensor, input2: Tensor, weight: Tensor,

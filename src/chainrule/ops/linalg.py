@@ -1,4 +1,4 @@
-"""Linear algebra primitives: matmul (batched, NumPy's 1-D rules) and einsum."""
+"""Linear algebra primitives: matmul (batched, NumPy's 1-D rules), linear and einsum."""
 from __future__ import annotations
 
 import string
@@ -83,6 +83,49 @@ def matmul(a, b) -> Tensor:
         dt = np.result_type(a.dtype, b.dtype)
         a, b = ew.cast(a, dt), ew.cast(b, dt)
     return bind(P_matmul, a, b)
+
+# ---------------------------------------------------------------- linear
+# x @ w.T (+ b) for x (N, in), w (out, in), b (out,): nn.Linear's product as one row, so
+# a layer is one node (not transpose, matmul and add), the bias is added in place into
+# the product's fresh buffer, and w's gradient is g.T @ x, in w's own (C) order.
+
+
+def _linear_impl(x, w, *b):
+    out = np.matmul(x, w.T)
+    return np.add(out, b[0], out=out) if b else out
+
+
+def _linear_rule(x, w, *b):
+    return (x.shape[0], w.shape[0]), np.result_type(x.dtype, w.dtype)
+
+
+def _linear_vjp(g, out, x, w, *b):
+    gx = bind(P_matmul, g, w) if x.requires_grad else None
+    gw = bind(P_matmul, bind(P_transpose, g, axes=(1, 0)), x) if w.requires_grad else None
+    if not b:
+        return gx, gw
+    return gx, gw, (rd.sum(g, 0) if b[0].requires_grad else None)
+
+
+def _linear_jvp(t, out, x, w, *b):
+    return ew._plus(bind(P_linear, t[0], w) if t[0] is not None else None,
+                    bind(P_linear, x, t[1]) if t[1] is not None else None,
+                    broadcast_to(t[2], out.shape) if b and t[2] is not None else None)
+
+
+P_linear = defprim("linear", _linear_impl, _linear_rule, _linear_vjp, _linear_jvp,
+                   saves=(0, 1))
+
+
+def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
+    """``x @ w.T + b`` for a 2-D ``x`` (N, in), ``w`` (out, in) and ``b`` (out,) or None;
+    the checks and the other ranks are ``nn.functional.linear``'s."""
+    dt = np.result_type(x.dtype, w.dtype, *([b.dtype] if b is not None else []))
+    x, w = (v if v.dtype == dt else ew.cast(v, dt) for v in (x, w))
+    if b is None:
+        return bind(P_linear, x, w)
+    return bind(P_linear, x, w, b if b.dtype == dt else ew.cast(b, dt))
+
 
 # ---------------------------------------------------------------- einsum
 

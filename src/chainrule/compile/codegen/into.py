@@ -30,10 +30,16 @@ def _matmul(out, a, b):
     return np.matmul(a, b, out=out)
 
 
+def _linear(out, x, w, *b):
+    np.matmul(x, w.T, out=out)
+    return np.add(out, b[0], out=out) if b else out
+
+
 INTO = {
     **UFUNCS,
     **_NUMPY_INTO,
     "matmul": _matmul,
+    "linear": _linear,
     "sum": _reduce(np.add),
     "prod": _reduce(np.multiply),
     "amax": _reduce(np.maximum),
@@ -44,7 +50,7 @@ INTO = {
 # dies here may share the result's buffer (ufuncs read each element before writing it)
 IN_PLACE = frozenset(UFUNCS) | {"relu"}
 
-FRESH = frozenset(OPS) | {"matmul", "sum", "prod", "amax", "amin", "argmax", "argmin",
+FRESH = frozenset(OPS) | {"matmul", "linear", "sum", "prod", "amax", "amin", "argmax", "argmin",
                           "cumsum", "softmax", "log_softmax", "logsumexp", "cat", "pad",
                           "take", "take_add", "take_along", "take_along_add", "index_add",
                           "index_put", "col2im"}
