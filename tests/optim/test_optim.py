@@ -114,6 +114,33 @@ def test_step_updates_in_place(name, kw):
         stale.backward()
 
 
+def test_step_takes_over_private_results():
+    """With nothing else seeing a parameter's buffer, the step gives the parameter the
+    rule's result buffer instead of copying it: same values and version count as a copy.
+    An alias (detach, numpy) or a view makes it copy, so the alias sees the update."""
+    ps, x, y = _problem()
+    opt = optim.SGD(ps, lr=0.1)
+    _loss(ps, x, y).backward()
+    with cr.no_grad():
+        want = [w.data.copy() for w in F.sgd(ps, [p.grad for p in ps], [None] * 3, lr=0.1)[0]]
+    ids, versions = [id(p.data) for p in ps], [p._version_count for p in ps]
+    opt.step()
+    for p, w, v in zip(ps, want, versions):
+        np.testing.assert_array_equal(p.data, w)
+        assert p._version_count == v + 1
+    assert all(id(p.data) != i for p, i in zip(ps, ids))  # taken over, not copied
+    alias, array = ps[0].detach(), ps[1].detach().numpy()
+    with cr.no_grad():
+        view = ps[2][0]
+    ids = [id(p.data) for p in ps]
+    _loss(ps, x, y).backward()
+    opt.step()
+    assert [id(p.data) == i for p, i in zip(ps, ids)] == [True, True, True]
+    np.testing.assert_array_equal(alias.data, ps[0].data)
+    np.testing.assert_array_equal(array, ps[1].data)
+    np.testing.assert_array_equal(view.data, ps[2].data[0])
+
+
 def test_zero_grad():
     ps, x, y = _problem()
     opt = optim.SGD(ps, lr=0.1)

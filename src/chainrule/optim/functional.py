@@ -4,8 +4,9 @@ Each function takes lists with one entry per parameter (parameters, gradients, s
 and returns new lists; nothing passed in is modified. The rules are written in chainrule
 ops, so the same code serves three uses:
 
-* the ``Optimizer`` classes call them under ``no_grad`` and copy the new values into
-  the parameters' own buffers;
+* the ``Optimizer`` classes call them under ``no_grad`` and put the new values into
+  the parameters in place (``Optimizer._write``: a copy, or taking over the result's
+  buffer when nothing else can see either);
 * hyperparameters may be tensors that require grad: with gradients taken by
   ``autograd.grad(loss, params, create_graph=True)``, an unrolled run of updates can be
   differentiated with respect to ``lr`` (a hypergradient)::

@@ -2,8 +2,11 @@
 ``step`` and state dicts in PyTorch's layout."""
 from __future__ import annotations
 
+import sys
 from collections import defaultdict
 from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
 
 from ..core import dispatch
 from ..core.dispatch import enable_grad, no_grad, user_site
@@ -11,6 +14,7 @@ from ..core.sparse import RowSparseGrad
 from ..core.tensor import Tensor
 from ..backend import float64
 from ..ops import cast, clone, tensor, zeros_like
+from ..ops.inplace import _bump
 
 ParamsT = Iterable[Tensor] | Iterable[dict[str, Any]]
 _UNORDERED = ("parameters must be in an ordered collection (a set's order changes between "
@@ -165,10 +169,16 @@ class Optimizer:
 
     @staticmethod
     def _write(params: Sequence[Tensor], new_params: Sequence[Tensor]) -> None:
-        """Copy new values into the parameters' own buffers: identity, views and the
-        version counter (autograd's in-place check) stay intact."""
-        for p, new in zip(params, new_params, strict=True):
-            p[...] = new
+        """Put new values into the parameters: identity, views and the version counter
+        (autograd's in-place check) stay intact. A new value that is a temporary no one
+        else holds gives the parameter its buffer (and takes the old one) instead of
+        being copied, when no one else can see the parameter's buffer either."""
+        if len(params) != len(new_params):
+            raise ValueError(f"{len(params)} parameters but {len(new_params)} new values")
+        for i, p in enumerate(params):
+            if not (dispatch._interpreters or dispatch._mode.grad) and _swapped(p, new_params, i):
+                continue
+            p[...] = new_params[i]
 
     # ------------------------------------------------------------ state dicts
     def state_dict(self) -> dict[str, Any]:
@@ -246,3 +256,35 @@ def _restore(p: Tensor, name: str, value: Any) -> Any:
         if value.dtype.kind == "f" and p.dtype.kind == "f":
             value = cast(value, p.dtype)
         return clone(value)
+
+
+# ------------------------------------------------------------------ buffer takeover
+# A reference count says whether an array is visible to anyone else, as NumPy's own
+# elision of temporaries decides: each count below is measured once on objects that
+# are surely private, through the same expressions that _swapped uses.
+def _private_counts() -> tuple[int, int]:
+    items, t = [object()], tensor(np.zeros(1))
+    return sys.getrefcount(items[0]), sys.getrefcount(t.data)
+
+
+_PRIVATE_ITEM, _PRIVATE_DATA = _private_counts()  # held by its list / its tensor alone
+
+
+def _swapped(p: Tensor, values: Sequence[Tensor], i: int) -> bool:
+    """Exchange the buffers of ``p`` and ``values[i]`` when the value is held by the list
+    alone and neither array is seen by anything but its tensor (no alias, no view, no
+    other tensor): then no one can tell a swap from a copy, which it saves."""
+    if sys.getrefcount(values[i]) != _PRIVATE_ITEM or values[i] is p:
+        return False
+    v = values[i]
+    a, b = p.data, v.data
+    if not (a.__class__ is b.__class__ is np.ndarray and a.base is None and b.base is None
+            and a.dtype == b.dtype and a.shape == b.shape and a.strides == b.strides
+            and b.flags.writeable and p._base is None):
+        return False
+    del a, b
+    if sys.getrefcount(p.data) != _PRIVATE_DATA or sys.getrefcount(v.data) != _PRIVATE_DATA:
+        return False
+    p.data, v.data = v.data, p.data
+    _bump(p, "optimizer step")
+    return True
