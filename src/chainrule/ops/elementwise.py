@@ -113,7 +113,21 @@ P_abs = _unary("abs", np.abs,
 P_sign = _unary("sign", np.sign,
                 lambda g, out, x: (mul(g, _zero(g)),),
                 lambda t, out, x: mul(t[0], _zero(t[0])))
-P_relu = _unary("relu", lambda x: np.maximum(x, x.dtype.type(0)),  # typed 0: 25% faster
+def _as_row(s, x):
+    """The scalar ``s`` (0-d, or broadcast: all strides 0) as one row of ``x``'s last axis,
+    when that row is long: NumPy's maximum and minimum run their SIMD loop for two arrays
+    but not for an array and a scalar (3x slower here)."""
+    if x.ndim and x.shape[-1] >= 16 and s.dtype == x.dtype and s.size and not any(s.strides) \
+            and (s.ndim == 0 or s.shape == x.shape):
+        return np.full(x.shape[-1], s.flat[0], x.dtype)
+    return s
+
+
+def _minmax_impl(ufunc):
+    return lambda a, b: ufunc(_as_row(a, b), _as_row(b, a))
+
+
+P_relu = _unary("relu", lambda x: np.maximum(x, _as_row(x.dtype.type(0), x)),
                 lambda g, out, x: (_mask(gt(out, 0), g),),
                 lambda t, out, x: _mask(gt(out, 0), t[0]), save_out=True)
 P_erf = _unary("erf", _erf,
@@ -232,10 +246,10 @@ def _power(a, b):
 
 
 P_pow = _binary_row("pow", _power, _pow_vjp, _pow_jvp, saves=(0, 1), save_out=True)
-P_maximum = _binary_row("maximum", np.maximum,
+P_maximum = _binary_row("maximum", _minmax_impl(np.maximum),
                         lambda g, out, a, b: _minmax_vjp(g, a, b, gt),
                         lambda t, out, a, b: _minmax_jvp(t, a, b, gt), saves=(0, 1))
-P_minimum = _binary_row("minimum", np.minimum,
+P_minimum = _binary_row("minimum", _minmax_impl(np.minimum),
                         lambda g, out, a, b: _minmax_vjp(g, a, b, lt),
                         lambda t, out, a, b: _minmax_jvp(t, a, b, lt), saves=(0, 1))
 
