@@ -63,6 +63,26 @@ def test_chain_reuses_buffers_in_place_and_lowers_the_peak():
     assert "MiB with no reuse" in memory_report(planned)
 
 
+@pytest.mark.parametrize("big_first", [True, False], ids=["shrink", "grow"])
+def test_values_of_other_sizes_reuse_dead_buffers(big_first):
+    """Best fit: a value takes a dead buffer that holds it, or grows the largest dead
+    one; either way two buffers serve the four planned values here."""
+    x, y = Var((N,), np.float64), Var((N // 2,), np.float64)
+    eqns = []
+    first, second = (x, y) if big_first else (y, x)
+    a = node(eqns, "exp", first)
+    s = node(eqns, "sum", a, axis=None, keepdims=False)  # a dies here
+    t = node(eqns, "tanh", second)  # takes a's buffer
+    u = node(eqns, "exp", t)  # in place over t
+    out = node(eqns, "mul", u, s)
+    graph = Graph([x, y], eqns, [out])
+    planned = plan(graph)
+    bufs, specs = planned.meta["buffers"], planned.meta["buffer_specs"]
+    assert bufs[a.id] == bufs[t.id] == bufs[u.id] != bufs[s.id]
+    assert sorted(shape[0] for shape, _ in specs) == [8, 8 * N]
+    assert_same_runs(graph, planned, [R.standard_normal(N), R.standard_normal(N // 2)])
+
+
 def test_branches_reuse_only_dead_buffers():
     """A diamond with values of two sizes: no buffer holds two live values."""
     x = Var((N,), np.float64)
@@ -89,10 +109,9 @@ def test_branches_reuse_only_dead_buffers():
                 holder = live.get(bufs[v.id])
                 assert holder is None or last.get(holder.id, -1) <= i, "buffer reused while live"
                 live[bufs[v.id]] = v
-    # buffers persist from call to call, so values of different sizes that are never
-    # alive together still each hold one: below no reuse, not always below freeing
+    # buffers persist from call to call: below no reuse, not always below freeing
     assert planned.meta["peak_bytes_after"] < planned.meta["peak_bytes_before"]
-    assert planned.meta["n_buffers"] == 5
+    assert planned.meta["n_buffers"] == 4  # a, b, c, small; the sum reuses a dead one
     assert_same_runs(graph, planned, [R.standard_normal(N), R.standard_normal(N // 2)])
 
 

@@ -7,10 +7,10 @@ is then a tight loop.
 A fused equation (``codegen.FusedGroup``) may define several values: its primitive's
 ``outs``; ``impl`` then returns a tuple. When the buffer-planning pass ran,
 ``graph.meta["buffers"]`` maps a value to a buffer index and ``meta["buffer_specs"]``
-gives each buffer's (shape, dtype); an equation with planned outputs calls
+gives each buffer's size in bytes; an equation with planned outputs calls
 ``impl_into(out, *arrays, **params)`` (the fused group's own, or the primitive's from
-``codegen/into.py``) with a view of its buffer at the value's shape and dtype (for a
-fused group with several outputs, a tuple with None for the unplanned ones). The
+``codegen/into.py``) with a view of a prefix of its buffer at the value's shape and dtype (for
+a fused group with several outputs, a tuple with None for the unplanned ones). The
 buffers are allocated at the first call and kept for the next ones (a call running
 while another holds them allocates its own set); graph outputs never live in them.
 """
@@ -74,7 +74,7 @@ class Program:
             if planned is None:
                 views.append(None)
                 continue
-            vs = tuple(None if b is None else raw[b].view(o.dtype).reshape(o.shape)
+            vs = tuple(None if b is None else raw[b][:o.nbytes].view(o.dtype).reshape(o.shape)
                        for b, o in planned)
             views.append(vs[0] if len(vs) == 1 else vs)
         return views

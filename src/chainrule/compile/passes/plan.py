@@ -1,13 +1,14 @@
-"""Buffer planning: liveness over the final equation list, and buffers reused where the
-byte sizes match.
+"""Buffer planning: liveness over the final equation list, and buffers reused by size.
 
 The executor already drops each value after its last use. This pass goes further for
 the equations that can write into a given array (fused groups, ufunc-based elementwise
 primitives, matmul, reductions: ``codegen/into.py``): it assigns each such result a
 buffer index, reusing a buffer whose previous value is dead, and the ``Program`` keeps
 the buffers from call to call, so a compiled step stops allocating (and page-faulting)
-its intermediates. A ufunc whose operand of the same shape and dtype dies at that
-equation writes over the operand in place.
+its intermediates. A value takes the smallest dead buffer that holds it, else the
+largest dead one, grown (best fit, as greedy arena planners do), else a new buffer. A
+ufunc whose operand of the same shape and dtype dies at that equation writes over the
+operand in place.
 
 Rules that keep this safe:
 
@@ -19,8 +20,8 @@ Rules that keep this safe:
 * A buffer is reused only after its last reader has run (in-place only as said above).
 
 ``graph.meta`` gets ``buffers`` {out Var id: buffer index}, ``buffer_specs``
-[(shape, dtype)] (a buffer serves every value of its byte size; the executor views it at
-each value's shape and dtype), and three peak-memory figures in bytes, for the values
+[(shape, dtype)] (bytes: the executor views a prefix of the buffer at each value's shape
+and dtype), and three peak-memory figures in bytes, for the values
 the equations create (graph inputs and constants excluded; views count 0):
 ``peak_bytes_before`` with no reuse at all (every intermediate kept to the end),
 ``peak_bytes_freed`` for the executor's free-at-last-use baseline, and
@@ -63,9 +64,8 @@ def plan(graph: Graph) -> Graph:
                     last[v.id] = until
 
     buffers: dict = {}   # Var id -> buffer index
-    specs: list = []     # buffer index -> (shape, dtype)
-    sizes: list = []     # buffer index -> nbytes
-    free: dict = {}      # nbytes -> [buffer index]
+    sizes: list = []     # buffer index -> nbytes (the largest value it holds)
+    free: set = set()    # buffer indices whose value is dead
     expire: dict = {}    # equation index -> [buffer index] released after it runs
     for i, e in enumerate(eqns):
         if impl_into(e) is not None:
@@ -74,22 +74,33 @@ def plan(graph: Graph) -> Graph:
                     continue
                 b = _in_place(e, o, i, buffers, last, expire)
                 if b is None:
-                    pool = free.get(o.nbytes)
-                    if pool:
-                        b = pool.pop()
-                    else:
-                        b = len(specs)
-                        specs.append((o.shape, o.dtype))
-                        sizes.append(o.nbytes)
+                    b = _best_fit(free, sizes, o.nbytes)
                 buffers[o.id] = b
                 expire.setdefault(last[o.id], []).append(b)
-        for b in expire.pop(i, []):
-            free.setdefault(sizes[b], []).append(b)
+        free.update(expire.pop(i, []))
 
     before, freed, after = _peaks(graph, last, buffers, sizes)
+    specs = [((n,), "uint8") for n in sizes]
     meta = {**graph.meta, "buffers": buffers, "buffer_specs": specs, "n_buffers": len(specs),
             "peak_bytes_before": before, "peak_bytes_freed": freed, "peak_bytes_after": after}
     return graph.replace(meta=meta)
+
+
+def _best_fit(free: set, sizes: list, n: int) -> int:
+    """A dead buffer for a value of ``n`` bytes, taken from ``free``: the smallest that
+    holds it, else the largest, grown to ``n`` (its earlier values used a prefix), else
+    a new one."""
+    fits = [b for b in free if sizes[b] >= n]
+    if fits:
+        b = min(fits, key=lambda b: (sizes[b], b))
+    elif free:
+        b = max(free, key=lambda b: (sizes[b], -b))
+        sizes[b] = n
+    else:
+        sizes.append(n)
+        return len(sizes) - 1
+    free.discard(b)
+    return b
 
 
 def _in_place(e, o, i: int, buffers: dict, last: dict, expire: dict):
