@@ -113,6 +113,8 @@ P_abs = _unary("abs", np.abs,
 P_sign = _unary("sign", np.sign,
                 lambda g, out, x: (mul(g, _zero(g)),),
                 lambda t, out, x: mul(t[0], _zero(t[0])))
+
+
 def _as_row(s, x):
     """The scalar ``s`` (0-d, or broadcast: all strides 0) as one row of ``x``'s last axis,
     when that row is long: NumPy's maximum and minimum run their SIMD loop for two arrays
