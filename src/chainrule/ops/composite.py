@@ -150,16 +150,19 @@ def _targets(target, logp, ignore_index, op):
     if tuple(tgt.shape) != want:
         raise ValueError(f"{op}: target shape {tuple(tgt.shape)} does not match input shape "
                          f"{tuple(logp.shape)} (expected {want})")
-    valid = ew.ne(tgt, ignore_index)
     d = tgt.data
     if d.__class__ is np.ndarray:  # known values (not under jit): check the range
-        live = d[d != ignore_index]
         n_cls = logp.shape[1]
+        lo, hi = (int(d.min()), int(d.max())) if d.size else (0, -1)
+        if 0 <= lo and hi < n_cls and not lo <= ignore_index <= hi:
+            return tgt, None  # every target is a class and none is ignored: no mask
+        live = d[d != ignore_index]
         if live.size and (live.min() < 0 or live.max() >= n_cls):
             raise IndexError(f"{op}: target values must be in [0, {n_cls}) or "
                              f"{ignore_index} (ignore_index), got [{live.min()}, {live.max()}]")
         if live.size == d.size:
-            return tgt, None  # every target is valid: no mask needed
+            return tgt, None
+    valid = ew.ne(tgt, ignore_index)
     return ew.where(valid, tgt, 0), valid
 
 
