@@ -432,7 +432,7 @@ def _member(j: int, op: str, args: tuple, params: dict, dtype: np.dtype, names: 
         dtype = np.dtype(params["dtype"])
     T = _ctor(dtype)
     bits = 32 if dtype == np.float32 else 64
-    fmt = dict(o=f"t{j}", T=T, one=f"{T}(1)", zero=f"{T}(0)", half=f"{T}(0.5)",
+    fmt = dict(o=f"t{j}", T=T, one=f"{T}(1)", zero=f"{T}(0)",
                inf=f"{T}(np.inf)", exp=f"_exp{bits}", log=f"_log{bits}", bits=bits,
                **dict(zip("abc", names)))
     lines = _template(op, args, params, dtype, consts).format(**fmt).split("\n")
