@@ -208,10 +208,33 @@ def test_linear_init_bounds_dtype_and_seed():
     assert nn.Linear(2, 2, bias=False).bias is None
 
 
+@pytest.mark.parametrize("lead", [(), (5,), (2, 3)], ids=["1-D", "2-D", "3-D"])
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_matches_matmul_at_every_rank(lead, bias):
+    """F.linear is x @ W.T + b for any leading shape, float64 and float32 inputs mixed,
+    first and second order (the 2-D product is one ``linear`` row)."""
+    rng = np.random.default_rng(0)
+    x = cr.tensor(rng.standard_normal(lead + (4,)), requires_grad=True)
+    w = cr.tensor(rng.standard_normal((3, 4)).astype(np.float32), requires_grad=True)
+    b = cr.tensor(rng.standard_normal(3), requires_grad=True) if bias else None
+    out = F.linear(x, w, b)
+    want = x.detach().numpy() @ w.detach().numpy().T.astype(np.float64) + \
+        (b.detach().numpy() if bias else 0)
+    assert out.shape == lead + (3,) and out.dtype == np.float64
+    np.testing.assert_allclose(out.detach().numpy(), want, rtol=1e-12)
+    args = [x, cr.tensor(w.detach().numpy().astype(np.float64), requires_grad=True)]
+    args += [b] if bias else []
+    assert gradcheck(lambda *a: F.linear(*a), args)
+    assert gradgradcheck(lambda *a: F.linear(*a), args)
+
+
 def test_shape_errors_name_the_layer_shapes_and_line():
     with pytest.raises(ValueError, match=r"linear: input \(2, 5\) float32 does not match "
                        r"weight \(3, 4\) float32.*test_layers.py:\d+"):
         nn.Linear(4, 3)(cr.zeros(2, 5))
+    with pytest.raises(ValueError, match=r"linear: bias \(4,\) does not match weight "
+                       r"\(3, 4\) \(expected \(3,\)\).*test_layers.py:\d+"):
+        F.linear(cr.zeros(2, 4), cr.zeros(3, 4), cr.zeros(4))
     with pytest.raises(ValueError, match=r"BatchNorm2d\(3\): input \(2, 4, 5, 5\) float32 has "
                        r"4 channels.*test_layers.py:\d+"):
         nn.BatchNorm2d(3)(cr.zeros(2, 4, 5, 5))
