@@ -264,6 +264,7 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
     grads = _root_grads(outputs, _as_list(grad_tensors), "backward")
     if retain_graph is None:
         retain_graph = create_graph
+    dispatch.note_backward()
     targets = _as_list(inputs)
     sinks = None
     if targets is not None:

@@ -38,6 +38,7 @@ class Trace(Interpreter):
         self.grad_of: dict[int, Tensor] = {}  # id(captured grad) -> the tensor it belongs to
         self.reset: set[int] = set()          # ids of tensors whose .grad the function resets
         self.modules: dict[int, tuple] = {}   # id(module) -> (module, its state when called)
+        self.backward_ran = False             # the function called backward()
 
     # ------------------------------------------------------------- values
     def tracer(self, shape, dtype) -> Tensor:
@@ -183,10 +184,11 @@ def trace(fn, args: tuple, kwargs: dict, tensor_slots: list):
                 for t, _ in tr.captured.values()]
     graph_outs = [v for v in outs if isinstance(v, Var)] + [v for _, v in writes] + \
         [v for _, v in grads if v is not None] + [v for _, v in arg_writes]
-    # Outputs with history and no gradient computed inside: the caller may want to
-    # differentiate them, which a compiled call cannot record.
-    differentiable = not grads and any(isinstance(o, Tensor) and o.requires_grad
-                                       for o in out_leaves)
+    # Outputs with history from a function that computed no gradient inside (no
+    # backward(), no .grad changed): the caller may want to differentiate them, which a
+    # compiled call cannot record. A training step's loss is not one of them.
+    differentiable = not (grads or tr.backward_ran) and any(
+        isinstance(o, Tensor) and o.requires_grad for o in out_leaves)
     graph = Graph(inputs + [v for _, v in tr.captured.values()], tr.eqns, graph_outs,
                   {"differentiable": differentiable, "guards": guards,
                    "arg_writes": [i for i, _ in arg_writes]})

@@ -255,6 +255,13 @@ def note_grad_reset(t: Tensor) -> None:
         _traces[-1].grad_reset(t)
 
 
+def note_backward() -> None:
+    """``backward()`` runs: a jit trace then treats the function as a training step,
+    whose outputs are not differentiated again by the caller."""
+    if _traces:
+        _traces[-1].backward_ran = True
+
+
 def note_module_call(module) -> None:
     """A Module runs: a jit trace records its mode and parameters, so that a changed
     ``training`` flag or a replaced parameter retraces."""
