@@ -263,6 +263,8 @@ def _restore(p: Tensor, name: str, value: Any) -> Any:
 # elision of temporaries decides: each count below is measured once on objects that
 # are surely private, through the same expressions that _swapped uses.
 def _private_counts() -> tuple[int, int]:
+    if not hasattr(sys, "getrefcount"):  # not CPython: never take over, always copy
+        return -1, -1
     items, t = [object()], tensor(np.zeros(1))
     return sys.getrefcount(items[0]), sys.getrefcount(t.data)
 
@@ -274,7 +276,7 @@ def _swapped(p: Tensor, values: Sequence[Tensor], i: int) -> bool:
     """Exchange the buffers of ``p`` and ``values[i]`` when the value is held by the list
     alone and neither array is seen by anything but its tensor (no alias, no view, no
     other tensor): then no one can tell a swap from a copy, which it saves."""
-    if sys.getrefcount(values[i]) != _PRIVATE_ITEM or values[i] is p:
+    if _PRIVATE_ITEM < 0 or sys.getrefcount(values[i]) != _PRIVATE_ITEM or values[i] is p:
         return False
     v = values[i]
     a, b = p.data, v.data
