@@ -564,6 +564,28 @@ def test_a_step_that_calls_backward_compiles_even_when_it_clears_the_gradients()
         np.testing.assert_array_equal(a.detach().numpy(), b.detach().numpy())
 
 
+def test_write_back_takes_over_private_results_and_copies_into_aliased_buffers():
+    """A captured tensor written in place gets the compiled result's buffer when nothing
+    else sees its own (no copy); with an alias alive it is copied into, so the alias sees
+    it. Values and version counts are the same either way."""
+    w = cr.tensor(np.arange(6.0).reshape(2, 3))
+
+    @jit
+    def bump(x):
+        w.add_(x)
+        return w.sum()
+
+    x = cr.ones(2, 3)
+    bump(x), bump(x)  # eager, then traced
+    version, before = w._version_count, id(w.data)
+    assert bump(x).item() == float((np.arange(6.0) + 3).sum())
+    assert id(w.data) != before and w._version_count == version + 1  # taken over
+    alias = w.numpy()
+    bump(x)
+    assert alias is w.data and w._version_count == version + 2  # copied into
+    np.testing.assert_array_equal(alias, np.arange(6.0).reshape(2, 3) + 4)
+
+
 def test_a_changed_module_mode_or_parameter_retraces():
     cr.manual_seed(0)
     bn = nn.BatchNorm1d(3)

@@ -28,6 +28,7 @@ import numpy as np
 from ..core import dispatch
 from ..core.dispatch import user_site
 from ..core.tensor import Tensor, _make
+from ..ops.inplace import adopt, held_by_list_alone
 from ..tree import tree_flatten, tree_unflatten
 from .execute import Program
 from .ir import Graph, Var
@@ -194,12 +195,16 @@ class JittedFunction:
         n_out = sum(isinstance(v, Var) for v in entry.outs)
         n_w = len(entry.writes)
         targets = [t.data for t, _ in entry.writes] + [leaves[i].data for i in entry.arg_writes]
-        out_arrays = results[:n_out]
-        if targets:  # outputs that alias a buffer about to be overwritten are copied
-            out_arrays = [a.copy() if any(np.may_share_memory(a, b) for b in targets) else a
-                          for a in out_arrays]
-        for (t, _), arr in zip(entry.writes, results[n_out:n_out + n_w]):
-            np.copyto(t.data, arr)
+        # outputs are the caller's own: copied when they alias an input or a buffer about
+        # to be overwritten
+        out_arrays = [a if a.flags.writeable and not any(
+            np.may_share_memory(a, b) for b in inputs + targets) else a.copy()
+            for a in results[:n_out]]
+        del inputs, targets  # no longer held here, so the write-back can take buffers over
+        for k, (t, _) in enumerate(entry.writes):
+            j = n_out + k  # a result no one else holds becomes t's buffer (no copy)
+            if not (held_by_list_alone(results, j) and adopt(t, results[j]) is not None):
+                np.copyto(t.data, results[j])
             t._version[0] += 1
         gi = iter(results[n_out + n_w:])
         for t, v in entry.grads:
@@ -207,9 +212,6 @@ class JittedFunction:
         for slot in entry.arg_writes:  # arguments the function changed in place
             np.copyto(leaves[slot].data, next(gi))
             leaves[slot]._version[0] += 1
-        inputs_set = inputs
-        out_arrays = [a if a.flags.writeable and not any(
-            np.may_share_memory(a, b) for b in inputs_set) else a.copy() for a in out_arrays]
         it = iter(out_arrays)
         outs = [_make(next(it)) if isinstance(v, Var) else v for v in entry.outs]
         return tree_unflatten(entry.out_def, outs)

@@ -2,6 +2,8 @@
 its version counter, so backward can detect a saved value that changed."""
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from ..core import dispatch
@@ -159,3 +161,47 @@ def clone(x) -> Tensor:
     if x.dtype.kind == "b":
         return _make(x.data.copy())
     return ew.mul(x, 1)
+
+
+# ------------------------------------------------------------------ buffer takeover
+# Writing a freshly computed array into a tensor's buffer costs a copy. When no one but
+# the tensor sees its buffer and no one but the writer holds the new array, the tensor
+# can take the new array instead: no one can tell the difference. Reference counts
+# decide, as they do for NumPy's own elision of temporaries; each count that means
+# "private" is measured once here through the same expressions the checks use.
+def _private_counts() -> tuple[int, int]:
+    if not hasattr(sys, "getrefcount"):  # not CPython: never take over, always copy
+        return -1, -1
+    items, t = [object()], _make(np.zeros(1))
+    return sys.getrefcount(items[0]), sys.getrefcount(t.data)
+
+
+_PRIVATE_ITEM, _PRIVATE_DATA = _private_counts()  # held by its list / its tensor alone
+
+
+def held_by_list_alone(items, i: int) -> bool:
+    """Whether ``items[i]`` is referenced by the list ``items`` and nothing else."""
+    return _PRIVATE_ITEM > 0 and sys.getrefcount(items[i]) == _PRIVATE_ITEM
+
+
+def held_by_tensor_alone(t: Tensor) -> bool:
+    """Whether ``t``'s array is referenced by ``t`` and nothing else (no alias, no NumPy
+    view, no other tensor)."""
+    return _PRIVATE_DATA > 0 and sys.getrefcount(t.data) == _PRIVATE_DATA
+
+
+def adopt(t: Tensor, arr: np.ndarray) -> np.ndarray | None:
+    """Make the private array ``arr`` the buffer of ``t`` in place of a copy, when ``t``'s
+    own buffer is private too and both have one layout (dtype, shape, strides, owned
+    memory); returns the buffer ``t`` had, or None if it must copy. The version counter
+    is the caller's to bump, as after a copy."""
+    a = t.data
+    if not (a.__class__ is arr.__class__ is np.ndarray and a.base is None and arr.base is None
+            and a.dtype == arr.dtype and a.shape == arr.shape and a.strides == arr.strides
+            and arr.flags.writeable and t._base is None):
+        return None
+    del a
+    if not held_by_tensor_alone(t):
+        return None
+    old, t.data = t.data, arr
+    return old

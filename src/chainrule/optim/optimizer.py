@@ -2,11 +2,8 @@
 ``step`` and state dicts in PyTorch's layout."""
 from __future__ import annotations
 
-import sys
 from collections import defaultdict
 from typing import Any, Callable, Iterable, Sequence
-
-import numpy as np
 
 from ..core import dispatch
 from ..core.dispatch import enable_grad, no_grad, user_site
@@ -14,7 +11,7 @@ from ..core.sparse import RowSparseGrad
 from ..core.tensor import Tensor
 from ..backend import float64
 from ..ops import cast, clone, tensor, zeros_like
-from ..ops.inplace import _bump
+from ..ops.inplace import _bump, adopt, held_by_list_alone, held_by_tensor_alone
 
 ParamsT = Iterable[Tensor] | Iterable[dict[str, Any]]
 _UNORDERED = ("parameters must be in an ordered collection (a set's order changes between "
@@ -258,35 +255,15 @@ def _restore(p: Tensor, name: str, value: Any) -> Any:
         return clone(value)
 
 
-# ------------------------------------------------------------------ buffer takeover
-# A reference count says whether an array is visible to anyone else, as NumPy's own
-# elision of temporaries decides: each count below is measured once on objects that
-# are surely private, through the same expressions that _swapped uses.
-def _private_counts() -> tuple[int, int]:
-    if not hasattr(sys, "getrefcount"):  # not CPython: never take over, always copy
-        return -1, -1
-    items, t = [object()], tensor(np.zeros(1))
-    return sys.getrefcount(items[0]), sys.getrefcount(t.data)
-
-
-_PRIVATE_ITEM, _PRIVATE_DATA = _private_counts()  # held by its list / its tensor alone
-
-
 def _swapped(p: Tensor, values: Sequence[Tensor], i: int) -> bool:
-    """Exchange the buffers of ``p`` and ``values[i]`` when the value is held by the list
-    alone and neither array is seen by anything but its tensor (no alias, no view, no
-    other tensor): then no one can tell a swap from a copy, which it saves."""
-    if _PRIVATE_ITEM < 0 or sys.getrefcount(values[i]) != _PRIVATE_ITEM or values[i] is p:
+    """Give ``p`` the buffer of ``values[i]`` (a result no one else holds) and the value
+    ``p``'s old buffer, when no one else sees either (``inplace.adopt``): it saves a copy."""
+    if values[i] is p or not held_by_list_alone(values, i) or \
+            not held_by_tensor_alone(values[i]):
         return False
-    v = values[i]
-    a, b = p.data, v.data
-    if not (a.__class__ is b.__class__ is np.ndarray and a.base is None and b.base is None
-            and a.dtype == b.dtype and a.shape == b.shape and a.strides == b.strides
-            and b.flags.writeable and p._base is None):
+    old = adopt(p, values[i].data)
+    if old is None:
         return False
-    del a, b
-    if sys.getrefcount(p.data) != _PRIVATE_DATA or sys.getrefcount(v.data) != _PRIVATE_DATA:
-        return False
-    p.data, v.data = v.data, p.data
+    values[i].data = old
     _bump(p, "optimizer step")
     return True
