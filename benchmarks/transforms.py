@@ -171,8 +171,8 @@ def hvp_fns(lib: str):
                 "hvp rev-over-rev": "grad (autograd.grad)",
                 "hvp cr.grad of cr.jvp, by hand": "grad (cr.grad)"}
         return fns, base, lambda: [h.numpy() for h in fns["hvp cr.hvp (rev-over-fwd)"]()], \
-            lambda: [h.numpy() for k in ("hvp rev-over-rev", "hvp rev-over-fwd (cr.grad of "
-                                         "cr.jvp)") for h in fns[k]()]
+            lambda: [h.numpy() for k in ("hvp rev-over-rev", "hvp cr.grad of cr.jvp, by hand")
+                     for h in fns[k]()]
     if lib == "torch":
         import torch
         import torch.nn.functional as F
