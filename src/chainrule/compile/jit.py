@@ -194,13 +194,12 @@ class JittedFunction:
         results = entry.program.run(inputs)
         n_out = sum(isinstance(v, Var) for v in entry.outs)
         n_w = len(entry.writes)
-        targets = [t.data for t, _ in entry.writes] + [leaves[i].data for i in entry.arg_writes]
         # outputs are the caller's own: copied when they alias an input or a buffer about
         # to be overwritten
+        inputs += [t.data for t, _ in entry.writes] + [leaves[i].data for i in entry.arg_writes]
         out_arrays = [a if a.flags.writeable and not any(
-            np.may_share_memory(a, b) for b in inputs + targets) else a.copy()
-            for a in results[:n_out]]
-        del inputs, targets  # no longer held here, so the write-back can take buffers over
+            np.may_share_memory(a, b) for b in inputs) else a.copy() for a in results[:n_out]]
+        del inputs  # no longer held here, so the write-back can take buffers over
         for k, (t, _) in enumerate(entry.writes):
             j = n_out + k  # a result no one else holds becomes t's buffer (no copy)
             if not (held_by_list_alone(results, j) and adopt(t, results[j]) is not None):
