@@ -615,3 +615,78 @@ def test_indexing_by_an_integer_tensor_traces():
         for _ in range(2):
             got = f(x, cr.tensor(i))
         np.testing.assert_array_equal(got.data, x.data[i] * 2)
+
+
+@pytest.mark.parametrize("update", ["optimizer", "raw", "clip"])
+def test_a_jitted_update_reads_each_steps_new_gradients(update):
+    """A jitted function that only updates (backward runs outside it, rebinding .grad to
+    new tensors every step) reads the gradients through their parameters at every call,
+    also when it reads ``p.grad`` before ``p`` itself (``p -= lr * p.grad``) or reads
+    only the gradients (clipping)."""
+    def make():
+        cr.manual_seed(0)
+        model = nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3))
+        return model, optim.SGD(model.parameters(), lr=0.1)
+
+    def update_fn(model, opt):
+        if update == "optimizer":
+            return opt.step
+        if update == "clip":
+            def clip_and_step():
+                nn.utils.clip_grad_norm_(model.parameters(), 0.5)
+                opt.step()
+            return clip_and_step
+
+        def raw():
+            with cr.no_grad():
+                for p in model.parameters():
+                    p -= 0.1 * p.grad
+        return raw
+
+    (m_e, o_e), (m_j, o_j) = make(), make()
+    eager, jitted = update_fn(m_e, o_e), jit(update_fn(m_j, o_j))
+    x, y = cr.tensor(R.standard_normal((8, 6))), cr.tensor(np.arange(8) % 3)
+    for _ in range(5):
+        for model, opt, upd in ((m_e, o_e, eager), (m_j, o_j, jitted)):
+            opt.zero_grad()
+            cr.cross_entropy(model(x), y).backward()
+            upd()
+        for a, b in zip(m_j.parameters(), m_e.parameters()):
+            np.testing.assert_array_equal(a.detach().numpy(), b.detach().numpy())
+    assert sum(len(v) for v in jitted.cache.values()) == 1
+
+
+def test_a_write_is_computed_in_the_tensors_own_buffer_when_no_one_else_sees_it():
+    """As JAX's donated arguments: the kernel that makes a captured tensor's new value
+    from its old one writes it in place (numba kernels read the element through the
+    output array, so they stay vectorized); an alias alive forces a fresh result that
+    is copied in, so the alias sees it. The numbers are the same either way."""
+    pytest.importorskip("numba")
+    from chainrule.compile.codegen import NUMBA_MIN_SIZE
+    n = NUMBA_MIN_SIZE + 1
+    w = cr.tensor(np.linspace(-1, 1, n).astype(np.float32))
+    m = cr.zeros(n)
+
+    @jit
+    def update(g):
+        m.mul_(0.9).add_(g)  # two outputs of one kernel, each in its own buffer
+        w.sub_(0.1 * m)
+
+    g = cr.tensor(np.cos(np.arange(n)).astype(np.float32))
+    want_w, want_m = w.numpy().copy(), m.numpy().copy()
+    for k in range(4):
+        if k == 2:
+            alias = w.numpy()  # from now on w's buffer is seen: copied into
+        before = [id(w.data), id(m.data)]
+        update(g)
+        want_m = (want_m * np.float32(0.9) + g.numpy()).astype(np.float32)
+        want_w = want_w - np.float32(0.1) * want_m
+        np.testing.assert_array_equal(m.numpy(), want_m)
+        np.testing.assert_array_equal(w.numpy(), want_w)
+        if k == 1:
+            assert [id(w.data), id(m.data)] == before
+        if k >= 2:
+            assert alias is w.data
+            np.testing.assert_array_equal(alias, want_w)
+    (entry,) = next(iter(update.cache.values()))
+    assert len(entry.donors) == 2

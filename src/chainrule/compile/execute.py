@@ -13,6 +13,11 @@ gives each buffer's size in bytes; an equation with planned outputs calls
 a fused group with several outputs, a tuple with None for the unplanned ones). The
 buffers are allocated at the first call and kept for the next ones (a call running
 while another holds them allocates its own set); graph outputs never live in them.
+
+``Program(graph, donors)`` also takes (output position, input position) pairs from
+``passes.plan.donations``: ``run(inputs, donate)`` then writes each such output into
+the input array itself, for the input positions in ``donate`` (the caller has checked
+that no one else sees those arrays); the others are computed as usual.
 """
 from __future__ import annotations
 
@@ -25,7 +30,7 @@ from .ir import Graph
 
 
 class Program:
-    def __init__(self, graph: Graph):
+    def __init__(self, graph: Graph, donors: list = ()):
         self.graph = graph
         slot: dict[int, int] = {}
         for v in graph.inputs:
@@ -40,6 +45,8 @@ class Program:
         self.n_buffers = len(self.buffer_specs)
         steps = []
         self._planned = []  # per step: (buffer index, Var) per output, or None
+        given = {graph.outputs[p].id: q for p, q in donors}  # out var id -> input position
+        self._donors: dict = {}  # step -> (into, mode, ((out index, input position), ...))
         for i, e in enumerate(graph.eqns):
             ins = tuple((None, v.const) if v.const is not None else (slot[v.id], None)
                         for v in e.ins)
@@ -56,6 +63,10 @@ class Program:
             # how to call: impl(*args, **params) / into(buffer, *args, **params) / a
             # ufunc into its buffer: ufunc(*args, out=buffer)
             mode = 0 if into is None else 2 if isinstance(into, np.ufunc) else 1
+            pairs = tuple((j, given[o.id]) for j, o in enumerate(outs) if o.id in given)
+            if pairs:
+                f = impl_into(e)
+                self._donors[i] = (f, 2 if isinstance(f, np.ufunc) else 1, pairs)
             steps.append((e, e.prim.impl if into is None else into, mode, i, ins, e.params,
                           out_slots, dead))
         self.steps = steps
@@ -79,17 +90,20 @@ class Program:
             views.append(vs[0] if len(vs) == 1 else vs)
         return views
 
-    def run(self, inputs: list) -> list:
+    def run(self, inputs: list, donate: tuple = ()) -> list:
         env = [None] * self.n_slots
         for s, a in zip(self.inputs, inputs):
             env[s] = a
         views = self._pool.pop() if self._pool else (self._buffers() if self.n_buffers
                                                       else None)
+        donors = self._donors if donate else None
         try:
             for e, call, mode, k, ins, params, out, dead in self.steps:
                 args = [env[s] if s is not None else c for s, c in ins]
                 try:
-                    if not mode:
+                    if donors and k in donors:
+                        r = self._donated(k, donate, inputs, views, args, params, call, mode)
+                    elif not mode:
                         r = call(*args, **params)
                     elif mode == 1:
                         r = call(views[k], *args, **params)
@@ -111,3 +125,22 @@ class Program:
             if views is not None:
                 self._pool.append(views)
         return [env[s] if s is not None else c for s, c in self.outputs]
+
+    def _donated(self, k, donate, inputs, views, args, params, call, mode):
+        """Step ``k`` with its donated outputs written into their input arrays."""
+        into, into_mode, pairs = self._donors[k]
+        planned = views[k] if views is not None and self._planned[k] is not None else None
+        n = len(eqn_outs(self.graph.eqns[k]))
+        if n == 1:
+            outs = [planned]
+        else:
+            outs = list(planned) if planned is not None else [None] * n
+        given = False
+        for j, q in pairs:
+            if q in donate:
+                outs[j], given = inputs[q], True
+        if not given:  # this call donates none of them: as usual
+            return (call(*args, **params) if not mode else call(views[k], *args, **params)
+                    if mode == 1 else call(*args, out=views[k]))
+        out = outs[0] if n == 1 else tuple(outs)
+        return into(out, *args, **params) if into_mode == 1 else into(*args, out=out)

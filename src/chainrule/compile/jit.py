@@ -28,11 +28,12 @@ import numpy as np
 from ..core import dispatch
 from ..core.dispatch import user_site
 from ..core.tensor import Tensor, _make
-from ..ops.inplace import adopt, held_by_list_alone
+from ..ops.inplace import adopt, held_by_list_alone, held_by_tensor_alone
 from ..tree import tree_flatten, tree_unflatten
 from .execute import Program
 from .ir import Graph, Var
 from .passes import PIPELINE
+from .passes.plan import donations
 from .trace import guard_holds, trace
 
 __all__ = ["jit", "make_graph", "JittedFunction", "Lowered", "optimize"]
@@ -90,8 +91,9 @@ class _Entry:
     """One compiled signature."""
 
     def __init__(self, program, captured, writes, grads, outs, out_def, differentiable,
-                 lowered):
+                 lowered, donors=()):
         self.program, self.captured, self.writes, self.grads = program, captured, writes, grads
+        self.donors = list(donors)  # (write index, input position): written in place
         self.outs, self.out_def = outs, out_def
         self.differentiable = differentiable
         self.lowered = lowered
@@ -163,8 +165,15 @@ class JittedFunction:
         stages = [("trace", graph)]
         opt = optimize(graph, self.passes, stages)
         differentiable = graph.meta["differentiable"]
-        entry = _Entry(Program(opt), captured, writes, grads, outs, out_def, differentiable,
-                       Lowered(stages, time.perf_counter() - t0))
+        # a written captured tensor whose new value can be computed in its own buffer
+        n_out, n_in = sum(isinstance(v, Var) for v in outs), len(graph.inputs) - len(captured)
+        where = {(kind, id(t)): n_in + k for k, (kind, t) in enumerate(captured)}
+        pairs = [(n_out + k, where[kind, id(t)]) for k, ((kind, t), _) in enumerate(writes)
+                 if (kind, id(t)) in where]
+        donors = donations(opt, pairs)
+        entry = _Entry(Program(opt, donors), captured, writes, grads, outs, out_def,
+                       differentiable, Lowered(stages, time.perf_counter() - t0),
+                       [(p - n_out, q) for p, q in donors])
         self.cache.setdefault(key, []).append(entry)
         return entry
 
@@ -189,20 +198,25 @@ class JittedFunction:
                     f"record them; jit the whole training step (loss, backward, update), "
                     f"or call it under no_grad for inference", stacklevel=2)
             return self.fn(*args, **kwargs)
+        targets = [t if kind == "tensor" else t.grad for (kind, t), _ in entry.writes]
+        # writes computed in their tensor's own buffer, where no one else sees it (checked
+        # before this frame holds the arrays)
+        donate = tuple(q for k, q in entry.donors if _private(targets[k]))
         inputs = [leaves[i].data for i in slots] + [
             (t if kind == "tensor" else t.grad).data for kind, t in entry.captured]
-        results = entry.program.run(inputs)
+        results = entry.program.run(inputs, donate)
         n_out = sum(isinstance(v, Var) for v in entry.outs)
         n_w = len(entry.writes)
         # outputs are the caller's own: copied when they alias an input or a buffer about
         # to be overwritten
-        inputs += [t.data for t, _ in entry.writes] + [leaves[i].data for i in entry.arg_writes]
+        inputs += [t.data for t in targets] + [leaves[i].data for i in entry.arg_writes]
         out_arrays = [a if a.flags.writeable and not any(
             np.may_share_memory(a, b) for b in inputs) else a.copy() for a in results[:n_out]]
         del inputs  # no longer held here, so the write-back can take buffers over
-        for k, (t, _) in enumerate(entry.writes):
+        for k, t in enumerate(targets):
             j = n_out + k  # a result no one else holds becomes t's buffer (no copy)
-            if not (held_by_list_alone(results, j) and adopt(t, results[j]) is not None):
+            if results[j] is not t.data and not (held_by_list_alone(results, j)
+                                                 and adopt(t, results[j]) is not None):
                 np.copyto(t.data, results[j])
             t._version[0] += 1
         gi = iter(results[n_out + n_w:])
@@ -214,6 +228,16 @@ class JittedFunction:
         it = iter(out_arrays)
         outs = [_make(next(it)) if isinstance(v, Var) else v for v in entry.outs]
         return tree_unflatten(entry.out_def, outs)
+
+
+def _private(t: Tensor) -> bool:
+    """Whether ``t``'s buffer may be written in place of a copy: C-ordered memory of its
+    own that no view, alias or other tensor sees."""
+    a = t.data
+    ok = (a.__class__ is np.ndarray and a.base is None and t._base is None
+          and a.flags.c_contiguous and a.flags.writeable)
+    del a
+    return ok and held_by_tensor_alone(t)
 
 
 def jit(fn=None, *, static_argnums=(), passes: dict | None = None):

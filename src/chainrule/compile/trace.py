@@ -33,7 +33,7 @@ class Trace(Interpreter):
         self.captured: dict[int, tuple] = {}  # id(tensor) -> (tensor, Var)
         self.consts: dict[int, Var] = {}      # id(array) -> constant Var
         self.local: dict[int, np.ndarray] = {}  # arrays created while tracing
-        self.written: dict[int, tuple] = {}   # id(tensor) -> (tensor, its real array)
+        self.written: dict[int, tuple] = {}   # id(tensor) -> (tensor, real array, version)
         self.grads: dict[int, tuple] = {}     # id(tensor) -> (tensor, .grad before)
         self.grad_of: dict[int, Tensor] = {}  # id(captured grad) -> the tensor it belongs to
         self.reset: set[int] = set()          # ids of tensors whose .grad the function resets
@@ -69,11 +69,13 @@ class Trace(Interpreter):
             return v
         v = Var(arr.shape, arr.dtype)
         self.captured[id(t)] = (t, v)
-        for owner, before in self.grads.values():
-            if before is t:  # the .grad of a captured tensor: read through its owner
-                self.grad_of[id(t)] = owner
-        self.grads.setdefault(id(t), (t, t.grad))
+        self.grad_read(t)
         return v
+
+    def grad_read(self, t: Tensor) -> None:
+        """``t`` was captured, or code reads its ``.grad``: remember the gradient it had at
+        entry, so a captured tensor that is that gradient is read through ``t``."""
+        self.grads.setdefault(id(t), (t, t.grad))
 
     def grad_reset(self, t: Tensor) -> None:
         """The function resets ``t.grad`` itself (zero_grad): remember the state it had
@@ -102,7 +104,7 @@ class Trace(Interpreter):
         if x.data.__class__ is np.ndarray:
             if id(x.data) not in self.local:
                 self.read(x)  # its value before the write is an input
-                self.written.setdefault(id(x), (x, x.data))
+                self.written.setdefault(id(x), (x, x.data, x._version[0]))
         x.data = new.data if new.data.__class__ is ShapedArray else self.tracer_of(new)
 
     def tracer_of(self, t: Tensor) -> ShapedArray:
@@ -125,8 +127,8 @@ def trace(fn, args: tuple, kwargs: dict, tensor_slots: list):
     """Trace ``fn(*args, **kwargs)`` with the tensors at ``tensor_slots`` (positions in
     the flat argument list) replaced by tracers. Returns the graph and the bookkeeping
     the runner needs: captured tensors (extra inputs: ("tensor", t), or ("grad", owner)
-    for a gradient read through its owner), written tensors and gradients (extra
-    outputs) and the output structure."""
+    for a gradient read through its owner), written tensors (found the same way) and
+    gradients (extra outputs) and the output structure."""
     from ..tree import tree_flatten, tree_unflatten
     tr = Trace()
     leaves, td = tree_flatten((args, kwargs))
@@ -153,7 +155,15 @@ def trace(fn, args: tuple, kwargs: dict, tensor_slots: list):
                 raise TracerError(f"jit: the function returned a {type(o).__name__}; return "
                                   f"tensors, numbers or pytrees of them")
         writes = [(t, t.data.var if t.data.__class__ is ShapedArray else tr.read(t))
-                  for t, _ in tr.written.values()]
+                  for t, *_ in tr.written.values()]
+        # A captured tensor that was some tensor's .grad at entry is read through that
+        # tensor at each call (backward() rebinds .grad to a new tensor every step),
+        # whichever of the two the function read first.
+        entry_grads = {id(before): owner for owner, before in tr.grads.values()
+                       if before is not None}
+        for t, _ in tr.captured.values():
+            if id(t) in entry_grads and entry_grads[id(t)] is not t:
+                tr.grad_of[id(t)] = entry_grads[id(t)]
         # arguments written in place: (slot in the flat arguments, final value)
         arg_writes = [(i, tracer.data.var) for i, tracer, var in arg_tracers
                       if tracer.data.__class__ is ShapedArray and tracer.data.var is not var]
@@ -174,14 +184,15 @@ def trace(fn, args: tuple, kwargs: dict, tensor_slots: list):
     finally:
         dispatch._interpreters.remove(tr)
         dispatch._traces.remove(tr)
-        for t, real in tr.written.values():
-            t.data = real
+        for t, real, version in tr.written.values():  # (the calls count the writes)
+            t.data, t._version[0] = real, version
         for t, before in tr.grads.values():
             t.grad = before
-    # How each captured input is found at call time: the tensor itself, or ("grad", owner)
-    # for a gradient, since .grad is rebound by every call.
-    captured = [("grad", tr.grad_of[id(t)]) if id(t) in tr.grad_of else ("tensor", t)
-                for t, _ in tr.captured.values()]
+    # How each captured input (and each written tensor) is found at call time: the tensor
+    # itself, or ("grad", owner) for a gradient, since .grad is rebound by every call.
+    def where(t):
+        return ("grad", tr.grad_of[id(t)]) if id(t) in tr.grad_of else ("tensor", t)
+    captured = [where(t) for t, _ in tr.captured.values()]
     graph_outs = [v for v in outs if isinstance(v, Var)] + [v for _, v in writes] + \
         [v for _, v in grads if v is not None] + [v for _, v in arg_writes]
     # Outputs with history from a function that computed no gradient inside (no
@@ -192,4 +203,4 @@ def trace(fn, args: tuple, kwargs: dict, tensor_slots: list):
     graph = Graph(inputs + [v for _, v in tr.captured.values()], tr.eqns, graph_outs,
                   {"differentiable": differentiable, "guards": guards,
                    "arg_writes": [i for i, _ in arg_writes]})
-    return graph, captured, writes, grads, (outs, out_def)
+    return graph, captured, [(where(t), v) for t, v in writes], grads, (outs, out_def)

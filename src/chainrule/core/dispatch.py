@@ -255,6 +255,14 @@ def note_grad_reset(t: Tensor) -> None:
         _traces[-1].grad_reset(t)
 
 
+def note_grad_read(t: Tensor) -> None:
+    """Code is about to read ``t.grad`` (an optimizer, gradient clipping): a jit trace
+    then knows whose gradient that tensor is, and reads it through ``t`` at every call,
+    also when ``t`` itself is read later or never."""
+    if _traces:
+        _traces[-1].grad_read(t)
+
+
 def note_backward() -> None:
     """``backward()`` runs: a jit trace then treats the function as a training step,
     whose outputs are not differentiated again by the caller."""

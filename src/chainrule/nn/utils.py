@@ -5,6 +5,7 @@ from typing import Iterable
 
 import numpy as np
 
+from ..core import dispatch
 from ..core.dispatch import no_grad, user_site
 from ..core.tensor import Tensor
 from ..ops import cast, cat, clamp, div, isfinite, norm, reshape, stack, tensor
@@ -24,6 +25,7 @@ def _grads(parameters: TensorOrTensors) -> list[Tensor]:
     its values (its norm is theirs, and scaling them scales it)."""
     out = []
     for p in _as_list(parameters):
+        dispatch.note_grad_read(p)
         if getattr(p.grad, "is_sparse", False):
             p.grad = p.grad.coalesce()
             out.append(p.grad.values)

@@ -18,7 +18,8 @@ class Adagrad(Optimizer):
 
     def __init__(self, params: ParamsT, lr: float | Tensor = 1e-2, lr_decay: float = 0.0,
                  weight_decay: float = 0.0, initial_accumulator_value: float = 0.0,
-                 eps: float = 1e-10, *, maximize: bool = False) -> None:
+                 eps: float = 1e-10, *, maximize: bool = False,
+                 fused: bool | None = None) -> None:
         for what, value in [("learning rate", lr), ("lr_decay", lr_decay),
                             ("weight_decay", weight_decay),
                             ("initial_accumulator_value", initial_accumulator_value),
@@ -27,7 +28,7 @@ class Adagrad(Optimizer):
                 raise ValueError(f"Adagrad: invalid {what} {value}, at {user_site()}")
         super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
                                       initial_accumulator_value=initial_accumulator_value,
-                                      eps=eps, maximize=maximize))
+                                      eps=eps, maximize=maximize, fused=fused))
         for group in self.param_groups:  # PyTorch creates Adagrad's state up front
             for p in group["params"]:
                 self.state[p] = {"step": new_step(), "sum": full_like(

@@ -18,14 +18,15 @@ class RMSprop(Optimizer):
 
     def __init__(self, params: ParamsT, lr: float | Tensor = 1e-2, alpha: float = 0.99,
                  eps: float = 1e-8, weight_decay: float = 0.0, momentum: float = 0.0,
-                 centered: bool = False, *, maximize: bool = False) -> None:
+                 centered: bool = False, *, maximize: bool = False,
+                 fused: bool | None = None) -> None:
         for what, value in [("learning rate", lr), ("epsilon", eps), ("momentum", momentum),
                             ("weight_decay", weight_decay), ("alpha", alpha)]:
             if value < 0:
                 raise ValueError(f"RMSprop: invalid {what} {value}, at {user_site()}")
         super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
                                       momentum=momentum, centered=centered,
-                                      maximize=maximize))
+                                      maximize=maximize, fused=fused))
 
     def _update(self, group: dict[str, Any], params: list[Tensor]) -> None:
         centered, use_momentum = group["centered"], group["momentum"] > 0

@@ -19,7 +19,7 @@ class SGD(Optimizer):
 
     def __init__(self, params: ParamsT, lr: float | Tensor = 1e-3, momentum: float = 0.0,
                  dampening: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False,
-                 *, maximize: bool = False) -> None:
+                 *, maximize: bool = False, fused: bool | None = None) -> None:
         if lr < 0:
             raise ValueError(f"SGD: invalid learning rate {lr}, at {user_site()}")
         if momentum < 0:
@@ -32,7 +32,7 @@ class SGD(Optimizer):
                              f"{user_site()}")
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
                                       weight_decay=weight_decay, nesterov=nesterov,
-                                      maximize=maximize))
+                                      maximize=maximize, fused=fused))
 
     def _sparse_error(self, group: dict[str, Any]) -> str | None:
         if group["momentum"] != 0 or group["weight_decay"] != 0:

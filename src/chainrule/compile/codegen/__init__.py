@@ -171,15 +171,23 @@ class KernelSpec:
     ``members[j] = (op, args, params, dtype)`` where each arg is ``("in", k)`` (group
     input ``k``) or ``("m", i)`` (member ``i``'s value); ``outputs`` lists the members
     whose values leave the group, in output order; ``consts[k]`` is the value of input
-    ``k`` when it is a scalar constant (targets may specialize on it, e.g. ``x ** 2``)."""
+    ``k`` when it is a scalar constant (targets may specialize on it, e.g. ``x ** 2``).
+    ``aliases`` holds (input k, output m) pairs where output array m *is* input array k
+    (a value computed in place of the one it replaces): a target reads such an input
+    through the output, so the compiler sees one array, not two that might overlap."""
 
     def __init__(self, members: tuple, in_dtypes: tuple, outputs: tuple, layout: Layout,
-                 consts: tuple):
+                 consts: tuple, aliases: tuple = ()):
         self.members = members
         self.in_dtypes = in_dtypes
         self.outputs = outputs
         self.layout = layout
         self.consts = consts
+        self.aliases = aliases
+
+    def aliased(self, aliases: tuple) -> "KernelSpec":
+        return KernelSpec(self.members, self.in_dtypes, self.outputs, self.layout,
+                          self.consts, aliases)
 
 
 # ------------------------------------------------------------------ targets
@@ -308,7 +316,7 @@ class FusedGroup:
         names = [e.prim.name for e in self.members]
         shown = names if len(names) <= 12 else names[:11] + [f"...+{len(names) - 11}"]
         self.name = f"fused[{','.join(shown)}]"
-        self._kernel = None
+        self._kernels: dict = {}  # aliases -> kernel
         self._any_materialized = any(self.layout.materialize)
 
     @classmethod
@@ -325,9 +333,14 @@ class FusedGroup:
 
     @property
     def kernel(self):
-        if self._kernel is None:
-            self._kernel = _target(self.target).build(self.spec, self.name)
-        return self._kernel
+        return self._kernel_for(())
+
+    def _kernel_for(self, aliases: tuple):
+        k = self._kernels.get(aliases)
+        if k is None:
+            spec = self.spec.aliased(aliases) if aliases else self.spec
+            k = self._kernels[aliases] = _target(self.target).build(spec, self.name)
+        return k
 
     def impl_into(self, out, *arrays):
         if len(self.outs) == 1:
@@ -338,7 +351,10 @@ class FusedGroup:
         mat = self.layout.materialize
         ins = [np.broadcast_to(a, self.shape) if m else a for a, m in zip(arrays, mat)] \
             if self._any_materialized else arrays
-        self.kernel(outs, ins)
+        # an output given as one of the inputs (a donated buffer, numba target only)
+        aliases = tuple((k, m) for m, o in enumerate(outs) for k, a in enumerate(arrays)
+                        if a is o) if out is not None and self.target == "numba" else ()
+        self._kernel_for(aliases)(outs, ins)
         return outs[0] if len(outs) == 1 else tuple(outs)
 
     def impl(self, *arrays):

@@ -34,34 +34,38 @@ from ..codegen import eqn_outs
 from ..codegen.into import IN_PLACE, fresh, impl_into, registered
 from ..ir import Graph
 
-__all__ = ["plan", "memory_report"]
+__all__ = ["plan", "memory_report", "donations"]
+
+
+def _liveness(graph: Graph) -> dict:
+    """Var id -> index of the last equation that needs it (``len(eqns)`` for the graph's
+    outputs), for every value read or made: a value never read dies where it is made,
+    and a result that may view an input keeps that input alive as long as itself."""
+    eqns = graph.eqns
+    end = len(eqns)
+    last = {}
+    for i, e in enumerate(eqns):
+        for o in eqn_outs(e):
+            last[o.id] = i
+        for v in e.ins:
+            last[v.id] = i
+    for v in graph.outputs:
+        last[v.id] = end
+    for i in range(end - 1, -1, -1):  # a possible view keeps its base alive
+        e = eqns[i]
+        if not fresh(e):
+            until = max(last[o.id] for o in eqn_outs(e))
+            for v in e.ins:
+                if last[v.id] < until:
+                    last[v.id] = until
+    return last
 
 
 def plan(graph: Graph) -> Graph:
     """Assign reusable buffers (see the module docstring); a new Graph, same equations."""
     eqns = graph.eqns
     end = len(eqns)
-    made = {}  # Var id -> Var, for values the equations define
-    for e in eqns:
-        for o in eqn_outs(e):
-            made[o.id] = o
-    last = {}
-    for i, e in enumerate(eqns):
-        for o in eqn_outs(e):
-            last[o.id] = i  # a value never read dies where it is made
-        for v in e.ins:
-            if v.id in made:
-                last[v.id] = i
-    for v in graph.outputs:
-        if v.id in made:
-            last[v.id] = end
-    for i in range(end - 1, -1, -1):  # a possible view keeps its base alive
-        e = eqns[i]
-        if not fresh(e):
-            until = max(last[o.id] for o in eqn_outs(e))
-            for v in e.ins:
-                if v.id in made and last[v.id] < until:
-                    last[v.id] = until
+    last = _liveness(graph)
 
     buffers: dict = {}   # Var id -> buffer index
     sizes: list = []     # buffer index -> nbytes (the largest value it holds)
@@ -84,6 +88,38 @@ def plan(graph: Graph) -> Graph:
     meta = {**graph.meta, "buffers": buffers, "buffer_specs": specs, "n_buffers": len(specs),
             "peak_bytes_before": before, "peak_bytes_freed": freed, "peak_bytes_after": after}
     return graph.replace(meta=meta)
+
+
+def donations(graph: Graph, writes: list) -> list:
+    """Which writes of captured tensors can be computed straight into the tensor's own
+    buffer (as JAX's donated arguments): ``writes`` holds (graph output position, graph
+    input position) pairs, the new value of a tensor and its old one. A pair qualifies
+    when one elementwise equation makes the new value from the old at the same shape
+    and dtype, reading each element before it writes it (a ufunc, or a fused group on
+    the numba target), and nothing needs the old value after it (no later reader, no
+    view of it alive), and the new value leaves the graph only this once. The caller
+    still checks at each call that no one else sees the tensor's buffer."""
+    maker = {o.id: (i, e) for i, e in enumerate(graph.eqns) for o in eqn_outs(e)}
+    last = _liveness(graph)
+    leaving: dict = {}
+    for v in graph.outputs:
+        leaving[v.id] = leaving.get(v.id, 0) + 1
+    out = []
+    for p, q in writes:
+        new, old = graph.outputs[p], graph.inputs[q]
+        if new.id not in maker or leaving[new.id] != 1:
+            continue
+        i, e = maker[new.id]
+        if (_reads_before_writing(e) and new.shape == old.shape and new.dtype == old.dtype
+                and any(v is old for v in e.ins) and last.get(old.id) == i):
+            out.append((p, q))
+    return out
+
+
+def _reads_before_writing(e) -> bool:
+    if getattr(e.prim, "target", None) == "numba":  # a fused group's compiled loop
+        return True
+    return registered(e.prim) and e.prim.name in IN_PLACE and impl_into(e) is not None
 
 
 def _best_fit(free: set, sizes: list, n: int) -> int:
