@@ -690,3 +690,18 @@ def test_a_write_is_computed_in_the_tensors_own_buffer_when_no_one_else_sees_it(
             np.testing.assert_array_equal(alias, want_w)
     (entry,) = next(iter(update.cache.values()))
     assert len(entry.donors) == 2
+
+
+def test_passes_take_options_by_name():
+    f = lambda x: cr.exp(x) * 2 + 1  # noqa: E731
+    x = cr.randn(5)
+    for target in ("numpy", "numba"):
+        if target == "numba":
+            pytest.importorskip("numba")
+        jf = jit(f, passes={"fuse": {"target": target}})
+        graph = jf.lower(x).graph
+        (e,) = graph.eqns
+        assert e.prim.target == target
+        np.testing.assert_allclose(jf(jf(x) * 0 + x).data, f(x).data, rtol=1e-6)
+    with pytest.raises(ValueError, match="unknown passes"):
+        jit(f, passes={"fusion": False}).lower(x)

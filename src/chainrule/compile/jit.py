@@ -40,16 +40,18 @@ __all__ = ["jit", "make_graph", "JittedFunction", "Lowered", "optimize"]
 
 
 def optimize(graph: Graph, passes: dict | None = None, stages: list | None = None) -> Graph:
-    """Run the pass pipeline; ``passes`` maps a pass name to False to skip it.
-    ``stages``, if given, collects (name, graph) after each pass."""
+    """Run the pass pipeline; ``passes`` maps a pass name to False to skip it, or to a
+    dict of its options (``{"fuse": {"target": "numba"}}``). ``stages``, if given,
+    collects (name, graph) after each pass."""
     passes = passes or {}
     unknown = set(passes) - {name for name, _ in PIPELINE}
     if unknown:
         raise ValueError(f"jit: unknown passes {sorted(unknown)}; the passes are "
                          f"{[n for n, _ in PIPELINE]}")
     for name, fn in PIPELINE:
-        if passes.get(name, True):
-            graph = fn(graph)
+        options = passes.get(name, True)
+        if options is not False:
+            graph = fn(graph, **options) if isinstance(options, dict) else fn(graph)
             if stages is not None:
                 stages.append((name, graph))
     return graph
@@ -115,10 +117,18 @@ class JittedFunction:
         self.cache: dict = {}
         self.warm: set = set()
         self._warned = False
+        self._no_args = None  # _split's answer for a call without arguments
         functools.update_wrapper(self, fn)
 
     # ---------------------------------------------------------- signature
     def _split(self, args, kwargs):
+        if not args and not kwargs:  # (an optimizer's update: one signature, kept)
+            if self._no_args is None:
+                self._no_args = self._split_any(args, kwargs)
+            return self._no_args
+        return self._split_any(args, kwargs)
+
+    def _split_any(self, args, kwargs):
         n = len(args)
         static = tuple(a % n for a in self.static if -n <= a < n)
         dyn = tuple(a for i, a in enumerate(args) if i not in static)
@@ -242,7 +252,8 @@ def _private(t: Tensor) -> bool:
 
 def jit(fn=None, *, static_argnums=(), passes: dict | None = None):
     """Compile ``fn``: ``jit(fn)``, or ``@jit(static_argnums=(1,))`` as a decorator.
-    ``passes`` turns optimization passes off by name, e.g. ``{"fuse": False}``."""
+    ``passes`` turns optimization passes off by name, e.g. ``{"fuse": False}``, or sets
+    their options, e.g. ``{"fuse": {"target": "numba"}}``."""
     if fn is None:
         return lambda f: JittedFunction(f, static_argnums, passes)
     return JittedFunction(fn, static_argnums, passes)

@@ -7,7 +7,7 @@ from functools import partial
 from typing import Any, Callable, Iterable, Sequence
 
 from ..autodiff.anomaly import is_anomaly_enabled
-from ..compile.codegen import target_for
+from ..compile.codegen import NUMBA_MIN_SIZE, target_for
 from ..core import dispatch
 from ..core.dispatch import enable_grad, no_grad, user_site
 from ..core.sparse import RowSparseGrad
@@ -131,8 +131,7 @@ class Optimizer:
     def _apply(self, group: dict[str, Any], params: list[Tensor]) -> None:
         """``_update(group, params)``, compiled when the group is ``fused`` (see above)."""
         fused = group.get("fused")
-        if fused is False or dispatch._interpreters or is_anomaly_enabled() or (
-                fused is None and target_for(sum(p.data.size for p in params)) != "numba"):
+        if fused is False or dispatch._interpreters or is_anomaly_enabled():
             self._update(group, params)
             return
         key = (tuple(map(id, params)),
@@ -141,9 +140,16 @@ class Optimizer:
                      for k, v in group.items() if k != "params"))
         held = self._compiled.get(id(group))
         if held is None or held[0] != key:
-            from ..compile.jit import jit
-            held = self._compiled[id(group)] = (key, jit(partial(self._update, group, params)))
-        held[1]()
+            compiled = None
+            if fused or target_for(sum(p.data.size for p in params)) == "numba":
+                from ..compile.jit import jit  # every kernel on numba: one source for all
+                compiled = jit(partial(self._update, group, params),
+                               passes={"fuse": {"target": target_for(NUMBA_MIN_SIZE)}})
+            held = self._compiled[id(group)] = (key, compiled)
+        if held[1] is None:
+            self._update(group, params)
+        else:
+            held[1]()
 
     def _sparse_error(self, group: dict[str, Any]) -> str | None:
         """Why this optimizer (with these options) cannot take a row-sparse gradient;

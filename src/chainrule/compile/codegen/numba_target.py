@@ -420,10 +420,13 @@ def source(spec) -> tuple:
         (top, outer, body)[at].extend(lines)
     params = ", ".join([f"a{k}" for k in range(n_in)]
                        + [f"r{m}" for m in range(len(spec.outputs))])
-    lines = [f"def kernel(start, stop, C, {params}):"] + ["    " + s for s in top]
-    if not nd:  # a single element: no loop
+    lines = [f"def kernel(start, stop, C, {params}):"]
+    if not nd:  # a single element: no loop (an empty range, the compiling call, writes
+        # nothing: the outputs may be the inputs' own buffers)
+        lines += ["    if stop <= start:", "        return"] + ["    " + s for s in top]
         lines += [f"    r{m}[0] = t{j}" for m, j in enumerate(spec.outputs)]
         return "\n".join(lines) + "\n", p
+    lines += ["    " + s for s in top]
     stores = [f"r{m}[i] = t{j}" for m, j in enumerate(spec.outputs)]
     if p >= nd:
         lines.append("    for i in range(start, stop):")
@@ -456,6 +459,7 @@ def _member(j: int, op: str, args: tuple, params: dict, dtype: np.dtype, names: 
 # ------------------------------------------------------------------ compile and run
 
 _cache: dict = {}
+_ZERO = np.uint64(0)
 
 
 class Kernel:
@@ -480,6 +484,9 @@ class Kernel:
                 record_compile(self.name, time.perf_counter() - t0)
             self._seen.add(kinds)
         u64 = np.uint64
+        if self.parts == 1:  # (no closure, no pool: small kernels are called often)
+            fn(_ZERO, u64(self.rows), u64(cols), *args)
+            return
         parallel_for(lambda start, stop: fn(u64(start), u64(stop), u64(cols), *args), self.rows,
                      self.parts)
 
