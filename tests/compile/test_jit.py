@@ -341,10 +341,13 @@ def test_gradcheck_through_jit(xw):
 
 # ------------------------------------------------------------------ training steps
 
-def make_step(opt_name, batchnorm=False):
+def make_step(opt_name, batchnorm=False, wide=False):
+    """A training step; ``wide`` layers (batch 16) have at least twice as many outputs
+    as rows, which ``linear`` computes as F-ordered products (ops/linalg.by_columns)."""
     cr.manual_seed(0)
-    layers = [nn.Linear(6, 16)] + ([nn.BatchNorm1d(16)] if batchnorm else []) + \
-        [nn.Tanh(), nn.Linear(16, 3)]
+    h = 64 if wide else 16
+    layers = [nn.Linear(6, h)] + ([nn.BatchNorm1d(h)] if batchnorm else []) + [nn.Tanh()] + \
+        ([nn.Linear(h, 48), nn.ReLU(), nn.Linear(48, 3)] if wide else [nn.Linear(h, 3)])
     model = nn.Sequential(*layers)
     opt = (optim.SGD(model.parameters(), lr=0.1, momentum=0.9) if opt_name == "sgd"
            else optim.Adam(model.parameters(), lr=0.01))
@@ -371,17 +374,19 @@ def state_arrays(model, opt):
     return out
 
 
+@pytest.mark.parametrize("wide", [False, True], ids=["narrow", "wide"])
 @pytest.mark.parametrize("batchnorm", [False, True], ids=["mlp", "batchnorm"])
 @pytest.mark.parametrize("opt_name", ["sgd", "adam"])
-def test_jitted_training_step_equals_eager_bitwise(opt_name, batchnorm, monkeypatch):
+def test_jitted_training_step_equals_eager_bitwise(opt_name, batchnorm, wide, monkeypatch):
     # Bit for bit with fused groups on NumPy kernels (the ufuncs eager runs); numba
     # kernels compute exp/tanh/log with their own scalar code, a few ulp apart.
     monkeypatch.setenv("CHAINRULE_FUSION_TARGET", "numpy")
     rng = np.random.default_rng(1)
-    data = [(cr.tensor(rng.standard_normal((8, 6)).astype(np.float32)),
-             cr.tensor(rng.integers(0, 3, 8))) for _ in range(5)]
-    eager_model, eager_opt, eager_step = make_step(opt_name, batchnorm)
-    model, opt, step = make_step(opt_name, batchnorm)
+    n = 16 if wide else 8
+    data = [(cr.tensor(rng.standard_normal((n, 6)).astype(np.float32)),
+             cr.tensor(rng.integers(0, 3, n))) for _ in range(5)]
+    eager_model, eager_opt, eager_step = make_step(opt_name, batchnorm, wide)
+    model, opt, step = make_step(opt_name, batchnorm, wide)
     jstep = jit(step)
     for k, (x, y) in enumerate(data):
         le, lj = eager_step(x, y), jstep(x, y)

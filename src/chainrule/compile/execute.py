@@ -9,7 +9,8 @@ A fused equation (``codegen.FusedGroup``) may define several values: its primiti
 ``graph.meta["buffers"]`` maps a value to a buffer index and ``meta["buffer_specs"]``
 gives each buffer's size in bytes; an equation with planned outputs calls
 ``impl_into(out, *arrays, **params)`` (the fused group's own, or the primitive's from
-``codegen/into.py``) with a view of a prefix of its buffer at the value's shape and dtype (for
+``codegen/into.py``) with a view of a prefix of its buffer at the value's shape and dtype,
+F-ordered for the values ``passes/order.py`` found F-ordered in eager (for
 a fused group with several outputs, a tuple with None for the unplanned ones). The
 buffers are allocated at the first call and kept for the next ones (a call running
 while another holds them allocates its own set); graph outputs never live in them.
@@ -27,6 +28,13 @@ from ..core.dispatch import error_kind
 from .codegen import eqn_outs
 from .codegen.into import impl_into
 from .ir import Graph
+
+
+def _view(flat: np.ndarray, v, orders: dict) -> np.ndarray:
+    """``flat`` at ``v``'s shape, in the memory order eager gives it (passes/order.py)."""
+    if orders.get(v.id) == "F":
+        return flat.reshape(v.shape[::-1]).T
+    return flat.reshape(v.shape)
 
 
 class Program:
@@ -70,6 +78,7 @@ class Program:
             steps.append((e, e.prim.impl if into is None else into, mode, i, ins, e.params,
                           out_slots, dead))
         self.steps = steps
+        self._orders = graph.meta.get("orders", {})  # values eager holds F-ordered
         self.n_slots = len(slot)
         self.inputs = [slot[v.id] for v in graph.inputs]
         self.outputs = [(None, v.const) if v.const is not None else (slot[v.id], None)
@@ -85,8 +94,8 @@ class Program:
             if planned is None:
                 views.append(None)
                 continue
-            vs = tuple(None if b is None else raw[b][:o.nbytes].view(o.dtype).reshape(o.shape)
-                       for b, o in planned)
+            vs = tuple(None if b is None else _view(raw[b][:o.nbytes].view(o.dtype), o,
+                                                    self._orders) for b, o in planned)
             views.append(vs[0] if len(vs) == 1 else vs)
         return views
 

@@ -33,6 +33,7 @@ from ..tree import tree_flatten, tree_unflatten
 from .execute import Program
 from .ir import Graph, Var
 from .passes import PIPELINE
+from .passes.order import array_order
 from .passes.plan import donations
 from .trace import guard_holds, trace
 
@@ -172,6 +173,12 @@ class JittedFunction:
         t0 = time.perf_counter()
         (graph, captured, writes, grads, (outs, out_def)), key, slots, leaves = \
             self._trace(args, kwargs)
+        # the memory order of each input as this call passes it (eager's activations
+        # follow it: passes/order.py)
+        arrays = [leaves[i].data for i in slots] + [
+            (t if kind == "tensor" else t.grad).data for kind, t in captured]
+        graph = graph.replace(meta={**graph.meta, "input_orders": {
+            v.id: o for v, a in zip(graph.inputs, arrays) if (o := array_order(a)) != "C"}})
         stages = [("trace", graph)]
         opt = optimize(graph, self.passes, stages)
         differentiable = graph.meta["differentiable"]

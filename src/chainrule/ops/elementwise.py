@@ -282,7 +282,9 @@ def _where_impl(c, a, b):
         return np.where(c, a, b)
     mask = np.subtract(0, c, dtype=u)  # True -> all ones
     if b.ndim == 0 and not b.view(u):  # where(c, a, +0.0): the masks of backward rules
-        out = mask if mask.shape == a.shape else None
+        # (into the mask when that keeps NumPy's order for (c, a): F only if both are)
+        out = mask if mask.shape == a.shape and (
+            mask.flags.c_contiguous or a.flags.f_contiguous) else None
         return np.bitwise_and(a.view(u), mask, out=out).view(a.dtype)
     bits = np.bitwise_and(np.bitwise_xor(a.view(u), b.view(u)), mask)
     np.bitwise_xor(bits, b.view(u), out=bits)

@@ -88,10 +88,23 @@ def matmul(a, b) -> Tensor:
 # x @ w.T (+ b) for x (N, in), w (out, in), b (out,): nn.Linear's product as one row, so
 # a layer is one node (not transpose, matmul and add), the bias is added in place into
 # the product's fresh buffer, and w's gradient is g.T @ x, in w's own (C) order.
+# With at least twice as many outputs as rows, the product is computed as (w @ x.T).T,
+# an F-ordered result: OpenBLAS runs that shape 6-13% faster here (784->512 and 512->512
+# layers at batch 128), with the same numbers. The activations then stay F-ordered through
+# the elementwise ops (NumPy keeps the inputs' order), and the next layer reads x.T as a
+# C-ordered matrix. The jit computes the same orders (``compile/passes/order.py``).
+
+
+def by_columns(n: int, out_features: int) -> bool:
+    """Whether ``linear`` computes an (n, out_features) product as ``(w @ x.T).T``."""
+    return n >= 16 and out_features >= 2 * n
 
 
 def _linear_impl(x, w, *b):
-    out = np.matmul(x, w.T)
+    if by_columns(x.shape[0], w.shape[0]):
+        out = np.matmul(w, x.T).T
+    else:
+        out = np.matmul(x, w.T)
     return np.add(out, b[0], out=out) if b else out
 
 
@@ -100,7 +113,7 @@ def _linear_rule(x, w, *b):
 
 
 def _linear_vjp(g, out, x, w, *b):
-    gx = bind(P_matmul, g, w) if x.requires_grad else None
+    gx = bind(P_linear, g, bind(P_transpose, w, axes=(1, 0))) if x.requires_grad else None
     gw = bind(P_matmul, bind(P_transpose, g, axes=(1, 0)), x) if w.requires_grad else None
     if not b:
         return gx, gw

@@ -28,6 +28,7 @@ every core.
 from __future__ import annotations
 
 import concurrent.futures
+import copy
 import importlib
 import os
 import threading
@@ -318,6 +319,21 @@ class FusedGroup:
         self.name = f"fused[{','.join(shown)}]"
         self._kernels: dict = {}  # aliases -> kernel
         self._any_materialized = any(self.layout.materialize)
+        self.order = "C"  # of the outputs; "F": the kernel runs over the transposed arrays
+
+    def transposed(self) -> "FusedGroup":
+        """This group writing (and allocating) F-ordered outputs, as eager's ufuncs do for
+        F-ordered operands (``passes/order.py``): its kernel runs over the transposed
+        arrays, where they are C-ordered, with inputs read through a broadcast turned
+        along (a bias row becomes a column)."""
+        g = copy.copy(self)
+        nd = len(self.shape)
+        g.layout = Layout(self.shape[::-1], [((1,) * (nd - len(v.shape)) + tuple(v.shape))[::-1]
+                                             for v in self.inputs])
+        g.spec = KernelSpec(self.spec.members, self.spec.in_dtypes, self.spec.outputs,
+                            g.layout, self.spec.consts)
+        g._kernels, g._any_materialized, g.order = {}, any(g.layout.materialize), "F"
+        return g
 
     @classmethod
     def from_graph(cls, graph, target: str | None = None) -> "FusedGroup":
@@ -343,19 +359,26 @@ class FusedGroup:
         return k
 
     def impl_into(self, out, *arrays):
-        if len(self.outs) == 1:
-            outs = [out if out is not None else np.empty(self.shape, self.outs[0].dtype)]
-        else:
-            outs = [o if o is not None else np.empty(self.shape, v.dtype)
-                    for o, v in zip(out or (None,) * len(self.outs), self.outs)]
-        mat = self.layout.materialize
-        ins = [np.broadcast_to(a, self.shape) if m else a for a, m in zip(arrays, mat)] \
-            if self._any_materialized else arrays
+        n = len(self.outs)
+        given = (out,) if n == 1 else (out or (None,) * n)
         # an output given as one of the inputs (a donated buffer, numba target only)
-        aliases = tuple((k, m) for m, o in enumerate(outs) for k, a in enumerate(arrays)
+        aliases = tuple((k, m) for m, o in enumerate(given) for k, a in enumerate(arrays)
                         if a is o) if out is not None and self.target == "numba" else ()
+        flip = self.order == "F"
+        if flip:  # the transposed problem, where F-ordered arrays are C-ordered
+            nd = len(self.shape)
+            arrays = [a.reshape((1,) * (nd - a.ndim) + a.shape).T for a in arrays]
+            given = [None if o is None else o.T for o in given]
+        shape = self.layout.shape
+        outs = [o if o is not None else np.empty(shape, v.dtype)
+                for o, v in zip(given, self.outs)]
+        mat = self.layout.materialize
+        ins = [np.broadcast_to(a, shape) if m else a for a, m in zip(arrays, mat)] \
+            if self._any_materialized else arrays
         self._kernel_for(aliases)(outs, ins)
-        return outs[0] if len(outs) == 1 else tuple(outs)
+        if flip:
+            outs = [o.T for o in outs]
+        return outs[0] if n == 1 else tuple(outs)
 
     def impl(self, *arrays):
         return self.impl_into(None, *arrays)
@@ -364,7 +387,8 @@ class FusedGroup:
         """The member equations, one line each (``Graph.__str__`` prints them under the
         fused equation). Operands read through a broadcast show their own shape."""
         leaving = {v.id for v in self.outs}
-        lines = [f"# {self.target} kernel over [{','.join(map(str, self.shape))}], "
+        lines = [f"# {self.target} kernel over [{','.join(map(str, self.shape))}]"
+                 f"{' (F-ordered)' if self.order == 'F' else ''}, "
                  f"{len(self.members)} ops, outputs "
                  + ", ".join(f"%{v.id}" for v in self.outs)]
         for e in self.members:

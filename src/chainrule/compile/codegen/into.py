@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...core.primitive import PRIMITIVES
+from ...ops.linalg import by_columns
 from . import OPS
 from .numpy_target import INTO as _NUMPY_INTO, UFUNCS
 
@@ -31,7 +32,10 @@ def _matmul(out, a, b):
 
 
 def _linear(out, x, w, *b):
-    np.matmul(x, w.T, out=out)
+    if by_columns(x.shape[0], w.shape[0]):  # out is F-ordered, as eager's (passes/order.py)
+        np.matmul(w, x.T, out=out.T)
+    else:
+        np.matmul(x, w.T, out=out)
     return np.add(out, b[0], out=out) if b else out
 
 

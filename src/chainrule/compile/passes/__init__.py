@@ -6,11 +6,13 @@ fold first turns constant-only work into (small) constants, so that cse sees equ
 constants and simplify sees the ones and zeros; safe runs after simplify has put the
 constants next to the ops; cse runs again on the duplicates the rewrites exposed, and
 prune drops everything that no longer leads to an output. fuse then turns maximal groups
-of elementwise equations into one kernel each, and plan assigns buffers for reuse.
+of elementwise equations into one kernel each, order predicts which values eager holds
+F-ordered (so the compiled ones are too), and plan assigns buffers for reuse.
 """
 from .cse import cse
 from .fold import fold
 from .fuse import fuse
+from .order import order
 from .plan import plan
 from .prune import prune
 from .safe import safe
@@ -24,5 +26,6 @@ PIPELINE: list = [
     ("cse", cse),
     ("prune", prune),
     ("fuse", fuse),
+    ("order", order),
     ("plan", plan),
 ]

@@ -66,6 +66,7 @@ def plan(graph: Graph) -> Graph:
     eqns = graph.eqns
     end = len(eqns)
     last = _liveness(graph)
+    orders = graph.meta.get("orders", {})
 
     buffers: dict = {}   # Var id -> buffer index
     sizes: list = []     # buffer index -> nbytes (the largest value it holds)
@@ -76,7 +77,7 @@ def plan(graph: Graph) -> Graph:
             for o in eqn_outs(e):
                 if last[o.id] >= end or o.nbytes == 0:
                     continue
-                b = _in_place(e, o, i, buffers, last, expire)
+                b = _in_place(e, o, i, buffers, last, expire, orders)
                 if b is None:
                     b = _best_fit(free, sizes, o.nbytes)
                 buffers[o.id] = b
@@ -101,6 +102,7 @@ def donations(graph: Graph, writes: list) -> list:
     still checks at each call that no one else sees the tensor's buffer."""
     maker = {o.id: (i, e) for i, e in enumerate(graph.eqns) for o in eqn_outs(e)}
     last = _liveness(graph)
+    orders = graph.meta.get("orders", {})  # (a tensor's own buffer is C-ordered)
     leaving: dict = {}
     for v in graph.outputs:
         leaving[v.id] = leaving.get(v.id, 0) + 1
@@ -111,7 +113,8 @@ def donations(graph: Graph, writes: list) -> list:
             continue
         i, e = maker[new.id]
         if (_reads_before_writing(e) and new.shape == old.shape and new.dtype == old.dtype
-                and any(v is old for v in e.ins) and last.get(old.id) == i):
+                and new.id not in orders and any(v is old for v in e.ins)
+                and last.get(old.id) == i):
             out.append((p, q))
     return out
 
@@ -139,15 +142,15 @@ def _best_fit(free: set, sizes: list, n: int) -> int:
     return b
 
 
-def _in_place(e, o, i: int, buffers: dict, last: dict, expire: dict):
-    """The buffer of an operand that dies at ``e`` and matches ``o`` exactly, taken over
-    by ``o`` (ufunc-like primitives only), or None."""
+def _in_place(e, o, i: int, buffers: dict, last: dict, expire: dict, orders: dict):
+    """The buffer of an operand that dies at ``e`` and matches ``o`` exactly (shape,
+    dtype, memory order), taken over by ``o`` (ufunc-like primitives only), or None."""
     if not registered(e.prim) or e.prim.name not in IN_PLACE:
         return None
     for v in e.ins:
         b = buffers.get(v.id)
         if b is not None and last[v.id] == i and v.shape == o.shape and v.dtype == o.dtype \
-                and b in expire.get(i, ()):
+                and orders.get(v.id) == orders.get(o.id) and b in expire.get(i, ()):
             expire[i].remove(b)
             return b
     return None
