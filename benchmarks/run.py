@@ -115,8 +115,11 @@ def machine_info() -> dict:
 
 
 def measure(fn, target_s: float, scale: float) -> float:
-    """Time per call of ``fn`` (times ``scale``) over a loop lasting ~``target_s``."""
-    fn()
+    """Time per call of ``fn`` (times ``scale``) over a loop lasting ~``target_s``, after
+    three warm-up calls (lazily built state; an optimizer's fused update compiles at its
+    second step), so the loop length is calibrated on a steady call."""
+    for _ in range(3):
+        fn()
     t0 = time.perf_counter()
     fn()
     n = max(1, int(target_s / max(time.perf_counter() - t0, 1e-7)))
