@@ -27,7 +27,7 @@ def _softmax_impl(x, *, axis):
     m, shift = _shift(x, axis)
     e = np.exp(x - shift)
     s = e / np.add.reduce(e, axis=axis, keepdims=True)
-    top = np.isposinf(m)
+    top = np.equal(m, np.inf)  # (np.isposinf's Python wrapper costs 2 us a call)
     if top.any():  # limit: mass shared by the +inf entries
         hit = np.isposinf(x)
         s = np.where(top, hit / np.add.reduce(hit, axis=axis, keepdims=True), s)
@@ -46,7 +46,7 @@ def _lse_impl(x, *, axis, keepdims):
 def _log_softmax_impl(x, *, axis):
     lse = _lse_impl(x, axis=axis, keepdims=True)
     out = x - lse
-    top = np.isposinf(lse)
+    top = np.equal(lse, np.inf)
     if top.any():
         hit = np.isposinf(x)
         count = np.add.reduce(hit, axis=axis, keepdims=True)
