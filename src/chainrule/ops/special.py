@@ -44,9 +44,12 @@ def _lse_impl(x, *, axis, keepdims):
 
 
 def _log_softmax_impl(x, *, axis):
-    lse = _lse_impl(x, axis=axis, keepdims=True)
-    out = x - lse
-    top = np.equal(lse, np.inf)
+    if x.size == 0:
+        return x.copy()
+    m, shift = _shift(x, axis)  # (x - max) - log(sum(exp(x - max))), as PyTorch computes it
+    out = x - shift
+    out -= np.log(np.add.reduce(np.exp(out), axis=axis, keepdims=True))
+    top = np.equal(m, np.inf)
     if top.any():
         hit = np.isposinf(x)
         count = np.add.reduce(hit, axis=axis, keepdims=True)
