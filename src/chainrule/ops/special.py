@@ -81,7 +81,8 @@ def _lse_jvp(t, out, x, *, axis, keepdims):
 
 
 def _log_softmax_vjp(g, out, x, *, axis):
-    return (ew.sub(g, ew.mul(ew.exp(out), rd.sum(g, axis, True))),)
+    total = bind(rd.P_sum, g, axis=axis, keepdims=True)  # (axis: a normalized tuple)
+    return (ew.sub(g, ew.mul(ew.exp(out), total)),)
 
 
 def _log_softmax_jvp(t, out, x, *, axis):
