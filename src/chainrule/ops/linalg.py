@@ -113,7 +113,10 @@ def _linear_rule(x, w, *b):
 
 
 def _linear_vjp(g, out, x, w, *b):
-    gx = bind(P_linear, g, bind(P_transpose, w, axes=(1, 0))) if x.requires_grad else None
+    gx = None
+    if x.requires_grad:  # g @ w, as linear(g, w.T) where that runs by columns
+        gx = (bind(P_linear, g, bind(P_transpose, w, axes=(1, 0)))
+              if by_columns(g.shape[0], w.shape[1]) else bind(P_matmul, g, w))
     gb_needed = bool(b) and b[0].requires_grad
     gt = bind(P_transpose, g, axes=(1, 0)) if w.requires_grad or gb_needed else None
     gw = bind(P_matmul, gt, x) if w.requires_grad else None
