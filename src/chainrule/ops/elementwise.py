@@ -55,6 +55,8 @@ def _sdiv(g, d):
 
 
 def _mask(cond, g):
+    if not (g.requires_grad or _interpreters) and cond.shape == g.shape:
+        return bind(P_where, cond, g, _zero(g))  # (a plain backward: nothing to broadcast)
     return where(cond, g, _zero(g))
 
 
