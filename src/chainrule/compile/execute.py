@@ -54,7 +54,7 @@ class Program:
         steps = []
         self._planned = []  # per step: (buffer index, Var) per output, or None
         given = {graph.outputs[p].id: q for p, q in donors}  # out var id -> input position
-        self._donors: dict = {}  # step -> (into, mode, ((out index, input position), ...))
+        self._donors: dict = {}  # step -> (into, is a ufunc, ((out, input position), ..), outs)
         for i, e in enumerate(graph.eqns):
             ins = tuple((None, v.const) if v.const is not None else (slot[v.id], None)
                         for v in e.ins)
@@ -74,7 +74,7 @@ class Program:
             pairs = tuple((j, given[o.id]) for j, o in enumerate(outs) if o.id in given)
             if pairs:
                 f = impl_into(e)
-                self._donors[i] = (f, 2 if isinstance(f, np.ufunc) else 1, pairs)
+                self._donors[i] = (f, isinstance(f, np.ufunc), pairs, len(outs))
             steps.append((e, e.prim.impl if into is None else into, mode, i, ins, e.params,
                           out_slots, dead))
         self.steps = steps
@@ -110,8 +110,11 @@ class Program:
             for e, call, mode, k, ins, params, out, dead in self.steps:
                 args = [env[s] if s is not None else c for s, c in ins]
                 try:
+                    r = None
                     if donors and k in donors:
-                        r = self._donated(k, donate, inputs, views, args, params, call, mode)
+                        r = self._donated(k, donate, inputs, views, args, params)
+                    if r is not None:
+                        pass
                     elif not mode:
                         r = call(*args, **params)
                     elif mode == 1:
@@ -135,21 +138,16 @@ class Program:
                 self._pool.append(views)
         return [env[s] if s is not None else c for s, c in self.outputs]
 
-    def _donated(self, k, donate, inputs, views, args, params, call, mode):
-        """Step ``k`` with its donated outputs written into their input arrays."""
-        into, into_mode, pairs = self._donors[k]
+    def _donated(self, k, donate, inputs, views, args, params):
+        """Step ``k`` with its donated outputs written into their input arrays; None when
+        this call donates none of them (the step then runs as usual)."""
+        into, ufunc, pairs, n = self._donors[k]
+        if not any(q in donate for _, q in pairs):
+            return None
         planned = views[k] if views is not None and self._planned[k] is not None else None
-        n = len(eqn_outs(self.graph.eqns[k]))
-        if n == 1:
-            outs = [planned]
-        else:
-            outs = list(planned) if planned is not None else [None] * n
-        given = False
+        outs = [planned] if n == 1 else list(planned) if planned is not None else [None] * n
         for j, q in pairs:
             if q in donate:
-                outs[j], given = inputs[q], True
-        if not given:  # this call donates none of them: as usual
-            return (call(*args, **params) if not mode else call(views[k], *args, **params)
-                    if mode == 1 else call(*args, out=views[k]))
+                outs[j] = inputs[q]
         out = outs[0] if n == 1 else tuple(outs)
-        return into(out, *args, **params) if into_mode == 1 else into(*args, out=out)
+        return into(*args, out=out) if ufunc else into(out, *args, **params)

@@ -28,7 +28,7 @@ import numpy as np
 from ..core import dispatch
 from ..core.dispatch import user_site
 from ..core.tensor import Tensor, _make
-from ..ops.inplace import adopt, held_by_list_alone, held_by_tensor_alone
+from ..ops.inplace import adopt, held_by_list_alone, private
 from ..tree import tree_flatten, tree_unflatten
 from .execute import Program
 from .ir import Graph, Var
@@ -218,7 +218,8 @@ class JittedFunction:
         targets = [t if kind == "tensor" else t.grad for (kind, t), _ in entry.writes]
         # writes computed in their tensor's own buffer, where no one else sees it (checked
         # before this frame holds the arrays)
-        donate = tuple(q for k, q in entry.donors if _private(targets[k]))
+        donate = tuple(q for k, q in entry.donors
+                       if targets[k].data.flags.c_contiguous and private(targets[k]))
         inputs = [leaves[i].data for i in slots] + [
             (t if kind == "tensor" else t.grad).data for kind, t in entry.captured]
         results = entry.program.run(inputs, donate)
@@ -245,16 +246,6 @@ class JittedFunction:
         it = iter(out_arrays)
         outs = [_make(next(it)) if isinstance(v, Var) else v for v in entry.outs]
         return tree_unflatten(entry.out_def, outs)
-
-
-def _private(t: Tensor) -> bool:
-    """Whether ``t``'s buffer may be written in place of a copy: C-ordered memory of its
-    own that no view, alias or other tensor sees."""
-    a = t.data
-    ok = (a.__class__ is np.ndarray and a.base is None and t._base is None
-          and a.flags.c_contiguous and a.flags.writeable)
-    del a
-    return ok and held_by_tensor_alone(t)
 
 
 def jit(fn=None, *, static_argnums=(), passes: dict | None = None):

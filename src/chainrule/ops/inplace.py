@@ -190,18 +190,28 @@ def held_by_tensor_alone(t: Tensor) -> bool:
     return _PRIVATE_DATA > 0 and sys.getrefcount(t.data) == _PRIVATE_DATA
 
 
+def private(t: Tensor) -> bool:
+    """Whether ``t``'s buffer is its own writeable memory (no base, not a view tensor)
+    that nothing but ``t`` sees: then it may be replaced or written in place of a copy."""
+    a = t.data
+    ok = a.__class__ is np.ndarray and a.base is None and t._base is None and \
+        a.flags.writeable
+    del a
+    return ok and held_by_tensor_alone(t)
+
+
 def adopt(t: Tensor, arr: np.ndarray) -> np.ndarray | None:
     """Make the private array ``arr`` the buffer of ``t`` in place of a copy, when ``t``'s
     own buffer is private too and both have one layout (dtype, shape, strides, owned
     memory); returns the buffer ``t`` had, or None if it must copy. The version counter
     is the caller's to bump, as after a copy."""
     a = t.data
-    if not (a.__class__ is arr.__class__ is np.ndarray and a.base is None and arr.base is None
-            and a.dtype == arr.dtype and a.shape == arr.shape and a.strides == arr.strides
-            and arr.flags.writeable and t._base is None):
+    if not (a.__class__ is arr.__class__ is np.ndarray and arr.base is None
+            and arr.flags.writeable and a.dtype == arr.dtype and a.shape == arr.shape
+            and a.strides == arr.strides):
         return None
     del a
-    if not held_by_tensor_alone(t):
+    if not private(t):
         return None
     old, t.data = t.data, arr
     return old
