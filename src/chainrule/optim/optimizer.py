@@ -8,6 +8,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from ..autodiff.anomaly import is_anomaly_enabled
 from ..compile.codegen import NUMBA_MIN_SIZE, target_for
+from ..compile.jit import jit
 from ..core import dispatch
 from ..core.dispatch import enable_grad, no_grad, user_site
 from ..core.sparse import RowSparseGrad
@@ -142,7 +143,7 @@ class Optimizer:
         if held is None or held[0] != key:
             compiled = None
             if fused or target_for(sum(p.data.size for p in params)) == "numba":
-                from ..compile.jit import jit  # every kernel on numba: one source for all
+                # every kernel on numba, the small ones too (they share one source)
                 compiled = jit(partial(self._update, group, params),
                                passes={"fuse": {"target": target_for(NUMBA_MIN_SIZE)}})
             held = self._compiled[id(group)] = (key, compiled)
