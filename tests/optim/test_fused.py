@@ -153,3 +153,31 @@ def test_a_step_inside_a_jitted_training_step_is_traced_with_it():
             assert any(e.prim.name.startswith("fused") for e in graph.eqns)
     assert steps[0][:4] == pytest.approx(steps[1][:4], rel=1e-6)
     np.testing.assert_allclose(steps[1][4], steps[0][4], rtol=1e-5)
+
+
+def test_a_copied_or_pickled_optimizer_compiles_its_own_update():
+    import copy
+    import pickle
+    ps = _params()
+    opt = optim.SGD(ps, lr=0.1, momentum=0.9)
+    for step in range(3):
+        _grads(step, ps)
+        opt.step()
+    before = [p.detach().numpy().copy() for p in ps]
+    results = []
+    for clone in (copy.deepcopy(opt), pickle.loads(pickle.dumps(opt))):
+        assert not clone._compiled
+        params = clone.param_groups[0]["params"]
+        for step in range(3, 6):
+            _grads(step, params)
+            clone.step()
+        assert _compiled_calls(clone) == 1
+        results.append([p.detach().numpy() for p in params])
+    for p, b in zip(ps, before):  # the clones updated their own parameters only
+        np.testing.assert_array_equal(p.detach().numpy(), b)
+    for step in range(3, 6):
+        _grads(step, ps)
+        opt.step()
+    for got in results:
+        for a, b in zip(got, ps):
+            np.testing.assert_array_equal(a, b.detach().numpy())

@@ -66,6 +66,11 @@ class Optimizer:
     def _name(self) -> str:
         return type(self).__name__
 
+    def __getstate__(self) -> dict:
+        # a compiled update holds kernels and the tensors it was traced on: a copy or a
+        # pickle compiles its own at its next steps
+        return {**self.__dict__, "_compiled": {}}
+
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a group of parameters; options it does not set take the defaults."""
         if not isinstance(param_group, dict):
