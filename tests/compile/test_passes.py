@@ -518,3 +518,39 @@ def test_random_programs_match_eager(ops):
             np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
     for a, b in zip(compiled(df, *args), df(*args)):
         np.testing.assert_allclose(a.data, b.data, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("target", ["numpy", "numba"])
+def test_order_predicts_eagers_f_ordered_values(target):
+    """A wide linear layer's product is F-ordered in eager (ops.linalg.by_columns), and so
+    are the elementwise results after it; the compiled graph views F-ordered buffers and
+    runs its fused group over the transposed arrays, so a reduction over them rounds as
+    eager's does: the results are equal bit for bit, in the order eager gives them."""
+    if target == "numba":
+        pytest.importorskip("numba")
+    rng = np.random.default_rng(0)
+    x = cr.tensor(rng.standard_normal((16, 8)).astype(np.float32))
+    w = cr.tensor(rng.standard_normal((64, 8)).astype(np.float32))
+    b = cr.tensor(rng.standard_normal(64).astype(np.float32))
+
+    def f(x):
+        h = cr.nn.functional.linear(x, w, b)          # (16, 64), F-ordered
+        a = cr.tanh(h) * 2 + cr.relu(h)               # one fused group, F-ordered
+        return a.sum(0), cr.exp(a).sum(1), h * 1.5    # reductions along both axes
+
+    want = f(x)
+    assert want[2].data.flags.f_contiguous and not want[2].data.flags.c_contiguous
+    jf = jit(f, passes={"fuse": {"target": target}})
+    for _ in range(3):
+        got = jf(x)
+    graph = jf.lower(x).graph
+    orders = graph.meta["orders"]
+    fused = [e for e in graph.eqns if e.prim.name.startswith("fused")]
+    assert fused and all(e.prim.order == "F" for e in fused)
+    assert any(e.prim.name == "linear" and e.out.id in orders for e in graph.eqns)
+    for g, e in zip(got[:2], want[:2]):
+        if target == "numpy":  # (numba's tanh and exp are its own, 1-2 ulp apart)
+            np.testing.assert_array_equal(g.data, e.data)
+        else:
+            np.testing.assert_allclose(g.data, e.data, rtol=1e-5)
+    np.testing.assert_array_equal(got[2].data, want[2].data)
