@@ -110,17 +110,12 @@ class Program:
             for e, call, mode, k, ins, params, out, dead in self.steps:
                 args = [env[s] if s is not None else c for s, c in ins]
                 try:
-                    r = None
-                    if donors and k in donors:
-                        r = self._donated(k, donate, inputs, views, args, params)
-                    if r is not None:
-                        pass
-                    elif not mode:
-                        r = call(*args, **params)
-                    elif mode == 1:
-                        r = call(views[k], *args, **params)
-                    else:
-                        r = call(*args, out=views[k])
+                    r = self._donated(k, donate, inputs, views, args, params) \
+                        if donors and k in donors else None
+                    if r is None:  # (no output donated at this step: as planned)
+                        r = (call(*args, **params) if not mode else
+                             call(views[k], *args, **params) if mode == 1 else
+                             call(*args, out=views[k]))
                 except Exception as exc:
                     shapes = ", ".join(f"{tuple(np.shape(a))} {np.asarray(a).dtype}"
                                        for a in args)

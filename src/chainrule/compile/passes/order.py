@@ -71,12 +71,11 @@ def order(graph: Graph) -> Graph:
         name = e.prim.name
         members = getattr(e.prim, "members", None)
         if members is not None:  # a fused group: its members in order
-            inner = dict(zip((v.id for v in e.prim.inputs), (of(v) for v in e.ins)))
+            inner = {v.id: of(v) for v in e.ins}  # (the group's inputs)
             for m in members:
                 src = [e.prim.operand.get(v.id, v) for v in m.ins]
                 inner[m.out.id] = _elementwise(
-                    m.out.shape, [(v.shape, inner.get(v.id) or (array_order(v.const) if
-                                  v.const is not None else "C")) for v in src])
+                    m.out.shape, [(v.shape, inner.get(v.id) or of(v)) for v in src])
             outs = {inner[v.id] for v in e.prim.outs}
             got = outs.pop() if len(outs) == 1 else "C"  # mixed: all C (values still right)
             for v in e.prim.outs:
