@@ -194,6 +194,21 @@ CASES["softmax"] = [Case([real(*s)], {"axis": a}, _softmax)
                     for s, a in [((2, 3), (1,)), ((2, 3), (0,)), ((4,), (0,)), ((2, 3), (0, 1))]]
 CASES["log_softmax"] = [Case([real(*s)], {"axis": a}, lambda x, axis: np.log(_softmax(x, axis)))
                         for s, a in [((2, 3), (1,)), ((2, 3), (0,)), ((4,), (0,))]]
+_t = np.array([2, 0, 2, 1])
+
+
+def _xent(x, t, scale):
+    return scale * np.log(_softmax(x, (1,)))[np.arange(t.size), t].sum()
+
+
+def _xent_grad(x, t, g, scale):
+    return (_softmax(x, (1,)) - np.eye(x.shape[1])[t]) * -(g * scale)
+
+
+CASES["cross_entropy"] = [Case([real(4, 3), _t], {"scale": s}, _xent, grad=(0,))
+                          for s in (-0.25, -1.0)]
+CASES["cross_entropy_grad"] = [Case([real(4, 3), _t, real()], {"scale": s}, _xent_grad,
+                                    grad=(0, 2)) for s in (-0.25, -1.0)]
 CASES["logsumexp"] = [Case([real(*s)], {"axis": a, "keepdims": k}, _lse)
                       for s, a, k in [((2, 3), (1,), False), ((2, 3), (0,), True),
                                       ((4,), (0,), False), ((2, 3), (0, 1), False)]]

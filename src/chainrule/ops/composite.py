@@ -215,6 +215,12 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
         loss = cross_entropy(mv.unsqueeze(x, 0), mv.unsqueeze(tgt, 0), weight, ignore_index,
                              reduction, label_smoothing)
         return mv.squeeze(loss, 0) if reduction == "none" else loss
+    if tgt.dtype.kind != "f" and x.ndim == 2 and weight is None and not label_smoothing \
+            and reduction in ("mean", "sum") and x.shape[0]:
+        classes, valid = _targets(tgt, x, ignore_index, "cross_entropy")
+        if valid is None:  # every target is a class (checked): the fused row
+            return bind(sp.P_xent, x, classes, scale=-1.0 / x.shape[0] if reduction == "mean"
+                        else -1.0)
     logp = sp.log_softmax(x, 1)
     n_cls = x.shape[1]
     class_shape = (n_cls,) + (1,) * (x.ndim - 2)  # class weights broadcast over (N, C, ...)
