@@ -282,7 +282,9 @@ def _where_impl(c, a, b):
     u = _INT.get(a.dtype.itemsize) if a.dtype == b.dtype and a.dtype.kind == "f" else None
     if u is None or not (c.ndim or a.ndim or b.ndim):
         return np.where(c, a, b)
-    mask = np.subtract(0, c, dtype=u)  # True -> all ones
+    # True -> all ones: a byte cast, then negated in place (10 us for 64K; 0 - c: 17 us)
+    mask = c.astype(np.bool_, copy=False).view(np.uint8).astype(u)
+    np.negative(mask, out=mask)
     if b.ndim == 0 and not b.view(u):  # where(c, a, +0.0): the masks of backward rules
         # (into the mask when that keeps NumPy's order for (c, a): F only if both are)
         out = mask if mask.shape == a.shape and (
