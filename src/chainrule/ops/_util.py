@@ -39,6 +39,23 @@ def scalar(value, dtype) -> Tensor:
     return t
 
 
+_BATCH: dict = {}
+
+
+def per_batch(kind: str, n: int, dtype):
+    """A read-only vector of length ``n`` made once (at most 64 kept): constants that the
+    kernels of one batch size use at every call: ``"ones"`` (a bias gradient's gemv) or
+    ``"rows"`` (``arange``: a row index for class targets)."""
+    key = (kind, n, dtype)
+    a = _BATCH.get(key)
+    if a is None:
+        if len(_BATCH) >= 64:  # (batch sizes seen: a few per run)
+            _BATCH.clear()
+        a = _BATCH[key] = np.ones(n, dtype) if kind == "ones" else np.arange(n, dtype=dtype)
+        a.flags.writeable = False
+    return a
+
+
 def norm_axis(axis, ndim: int, op: str = "op"):
     """Canonical axis param: None or a sorted tuple of non-negative ints."""
     if axis is None:

@@ -8,9 +8,9 @@ import numpy as np
 from ..core import dispatch
 from ..core.dispatch import bind
 from ..core.primitive import defprim
-from ..core.tensor import Tensor
+from ..core.tensor import Tensor, _make
 from . import elementwise as ew
-from ._util import const
+from ._util import const, per_batch
 from . import reduce as rd
 from .creation import eye
 from .movement import P_transpose, broadcast_to, reshape, sum_to, transpose
@@ -125,22 +125,9 @@ def _linear_vjp(g, out, x, w, *b):
     # the bias gradient, g summed over its rows, as g.T @ ones: one BLAS gemv (as Caffe
     # computes it), 1.5-7x faster here than NumPy's reduction, and as fast for either
     # memory order of g (128x512: 9 and 25 us reduced, 5 and 7 us as a product)
-    return gx, gw, (bind(P_matmul, gt, _ones(g.shape[0], g.dtype)) if gb_needed else None)
-
-
-_ONES: dict = {}
-
-
-def _ones(n: int, dtype) -> Tensor:
-    """A read-only vector of ``n`` ones (a constant to the jit), cached."""
-    t = _ONES.get((n, dtype))
-    if t is None:
-        if len(_ONES) >= 64:  # (batch sizes seen: a few per run)
-            _ONES.clear()
-        a = np.ones(n, dtype)
-        a.flags.writeable = False
-        t = _ONES[(n, dtype)] = Tensor(a)
-    return t
+    if not gb_needed:
+        return gx, gw, None
+    return gx, gw, bind(P_matmul, gt, _make(per_batch("ones", g.shape[0], g.dtype)))
 
 
 def _linear_jvp(t, out, x, w, *b):

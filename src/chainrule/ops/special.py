@@ -10,7 +10,7 @@ from ..core.primitive import defprim
 from ..core.tensor import Tensor
 from . import elementwise as ew
 from . import reduce as rd
-from ._util import const, norm_axis, reduced_shape, scalar
+from ._util import const, norm_axis, per_batch, reduced_shape, scalar
 
 
 # NumPy's overflow/invalid warnings from these kernels are silenced by the package-wide
@@ -125,7 +125,7 @@ P_logsumexp = defprim("logsumexp", _lse_impl,
 # bit for bit (the same NumPy operations in the same order).
 
 def _picked(logp, t):
-    return np.take_along_axis(logp, t.reshape(-1, 1), 1)  # (N, 1)
+    return logp[per_batch("rows", t.size, np.intp), t]  # (np.take_along_axis: 4x slower)
 
 
 def _xent_impl(x, t, *, scale):
@@ -137,7 +137,7 @@ def _xent_grad_impl(x, t, g, *, scale):
     c = np.negative(np.multiply(g, x.dtype.type(scale)))
     out = np.exp(_log_softmax_impl(x, axis=(1,)))
     out *= c
-    out[np.arange(t.size), t] -= c  # (class targets are distinct within a row)
+    out[per_batch("rows", t.size, np.intp), t] -= c  # (one target per row)
     return out
 
 
