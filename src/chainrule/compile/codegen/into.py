@@ -17,6 +17,7 @@ import numpy as np
 
 from ...core.primitive import PRIMITIVES
 from ...ops.linalg import by_columns
+from ...ops.reduce import add_reduce
 from . import OPS
 from .numpy_target import INTO as _NUMPY_INTO, UFUNCS
 
@@ -44,7 +45,7 @@ INTO = {
     **_NUMPY_INTO,
     "matmul": _matmul,
     "linear": _linear,
-    "sum": _reduce(np.add),
+    "sum": lambda out, x, *, axis, keepdims: add_reduce(x, axis, keepdims, out),
     "prod": _reduce(np.multiply),
     "amax": _reduce(np.maximum),
     "amin": _reduce(np.minimum),
