@@ -212,7 +212,14 @@ def _propagate(node: Node, g: Tensor, grads: dict, leaves: dict) -> None:
                 f"{tuple(gi.shape)} {gi.dtype} for an input of {tuple(inp.shape)} {inp.dtype}")
         store = grads if p.__class__ is Node else leaves
         prev = store.get(p)
-        store[p] = gi if prev is None else sparse.accumulate(prev, gi)
+        store[p] = gi if prev is None else _plus(prev, gi)
+
+
+def _plus(prev, g):
+    """``prev + g`` for two gradients of one input (sparse + sparse stays sparse)."""
+    if prev.__class__ is RowSparseGrad or g.__class__ is RowSparseGrad:
+        return sparse.accumulate(prev, g)
+    return ew.add(prev, g)
 
 
 # ------------------------------------------------------------------ public API
@@ -285,7 +292,7 @@ def _accumulate(t: Tensor, g, create_graph: bool, taken: set) -> None:
     """Add ``g`` into ``t.grad`` (in place when nothing records or traces it)."""
     if g.__class__ is RowSparseGrad or t.grad.__class__ is RowSparseGrad:
         g = g if create_graph else g.detach()
-        t.grad = g if t.grad is None else sparse.accumulate(t.grad, g)
+        t.grad = g if t.grad is None else _plus(t.grad, g)
         return
     if not create_graph and g._node is not None:
         g = g.detach()

@@ -64,10 +64,5 @@ class RowSparseGrad:
 
 
 def accumulate(prev, g):
-    """``prev + g`` for gradients that may be row-sparse (sparse + sparse stays sparse)."""
-    if g.__class__ is RowSparseGrad:
-        return g + prev
-    if prev.__class__ is RowSparseGrad:
-        return prev + g
-    from ..ops import elementwise
-    return elementwise.add(prev, g)
+    """``prev + g`` where one of two gradients is row-sparse (sparse + sparse stays sparse)."""
+    return g + prev if g.__class__ is RowSparseGrad else prev + g
