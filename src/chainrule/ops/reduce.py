@@ -37,8 +37,6 @@ def _spread(g, x, axis, keepdims):
     return mv.broadcast_to(_keep(g, x.ndim, axis, keepdims), x.shape)
 
 
-# Impls call ufunc.reduce directly: np.sum/np.max add ~1 us of Python wrapper per call.
-
 _BLAS = (np.dtype(np.float32), np.dtype(np.float64))
 ROW_MAX = 4096  # longer rows keep NumPy's pairwise sum (BLAS sums in SIMD lanes)
 
@@ -56,10 +54,14 @@ def add_reduce(x, axis, keepdims, out=None):
     shape = x.shape[:-1] + ((1,) if keepdims else ())
     flat = None if out is None or not out.flags.c_contiguous else out.reshape(-1)
     r = np.matmul(x.reshape(-1, n), per_batch("ones", n, x.dtype), out=flat).reshape(shape)
-    if out is not None and flat is None:
+    if out is None:
+        return r
+    if flat is None:  # (a given array that is not C-ordered)
         np.copyto(out, r)
-        return out
-    return r if out is None else out
+    return out
+
+
+# Impls call ufunc.reduce directly: np.sum/np.max add ~1 us of Python wrapper per call.
 P_sum = defprim("sum", lambda x, *, axis, keepdims: add_reduce(x, axis, keepdims),
                 _reduce_rule(np.sum),
                 lambda g, out, x, *, axis, keepdims: (_spread(g, x, axis, keepdims),),

@@ -1,6 +1,7 @@
-"""Softmax, log-softmax, logsumexp and softmax cross-entropy: primitives of their own
-because the composed forms overflow or give NaN (see the module tests): every finite
-input gives finite values and gradients, and ±inf give the mathematical limits."""
+"""Softmax, log-softmax and logsumexp: primitives of their own because the composed
+forms overflow or give NaN (see the module tests): every finite input gives finite
+values and gradients, and ±inf give the mathematical limits. Softmax cross-entropy with
+class targets is one too, for speed (see below)."""
 from __future__ import annotations
 
 import numpy as np
@@ -160,7 +161,7 @@ def _xent_slope(x, t, scale):
 
 def _xent_grad_vjp(u, out, x, t, g, *, scale):
     gx = None
-    if x.requires_grad:  # the softmax's vjp, times the constant -(g * scale)
+    if x.requires_grad:  # the softmax's vjp, times -(g * scale)
         gx = ew.mul(_softmax_vjp(u, bind(P_softmax, x, axis=(1,)), x, axis=(1,))[0],
                     ew.mul(g, -scale))
     gg = rd.sum(ew.mul(_xent_slope(x, t, scale), u)) if g.requires_grad else None
