@@ -74,11 +74,18 @@ def _extreme_weights(out, x, axis, keepdims):
     return ew.div(hit, sum(hit, axis, True))
 
 
+def _extreme_vjp(g, out, x, *, axis, keepdims):
+    """``g`` shared equally by the elements that attain the extreme, ``g / count``
+    divided at the reduced size (max pooling's backward: one full-size division fewer
+    than ``g * (hit / count)``)."""
+    hit = ew.cast(ew.eq(x, _spread(out, x, axis, keepdims)), x.dtype)
+    share = ew.div(_keep(g, x.ndim, axis, keepdims), sum(hit, axis, True))
+    return (ew.mul(mv.broadcast_to(share, x.shape), hit),)
+
+
 def _extreme_row(name, fn):
     return defprim(
-        name, fn, _reduce_rule(fn),
-        lambda g, out, x, *, axis, keepdims: (
-            ew.mul(_spread(g, x, axis, keepdims), _extreme_weights(out, x, axis, keepdims)),),
+        name, fn, _reduce_rule(fn), _extreme_vjp,
         lambda t, out, x, *, axis, keepdims: sum(
             ew.mul(t[0], _extreme_weights(out, x, axis, keepdims)), axis, keepdims),
         saves=(0,), save_out=True)
