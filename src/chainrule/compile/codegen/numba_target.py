@@ -468,6 +468,7 @@ class Kernel:
     def __init__(self, fn, rows: int, cols: int, name: str, src: str, cost: int = 1):
         self.fn, self.rows, self.cols, self.name, self.source = fn, rows, cols, name, src
         self.parts = rows if rows * cols * cost >= PARALLEL_WORK else 1
+        self._whole = (_ZERO, np.uint64(rows), np.uint64(cols))  # (start, stop, cols)
         self._seen: set = set()  # argument kinds (dtype, writeable) compiled for
 
     def __call__(self, outs: list, ins: list) -> None:
@@ -475,18 +476,22 @@ class Kernel:
         args = [a.reshape(-1) if a.flags.c_contiguous else np.ascontiguousarray(a).reshape(-1)
                 for a in ins] + [o.reshape(-1) for o in outs]
         fn, cols = self.fn, self.cols
+        if self.parts == 1:  # one call on this thread (small kernels are called often):
+            known = len(fn.overloads)  # numba compiles new argument kinds in it
+            t0 = time.perf_counter()
+            fn(*self._whole, *args)
+            if len(fn.overloads) > known:
+                record_compile(self.name, time.perf_counter() - t0)
+            return
         kinds = tuple((a.dtype.num, a.flags.writeable) for a in args)
         if kinds not in self._seen:  # compile here, not in several threads at once
-            known = len(fn.signatures)
+            known = len(fn.overloads)
             t0 = time.perf_counter()
-            fn(np.uint64(0), np.uint64(0), np.uint64(cols), *args)  # an empty range
-            if len(fn.signatures) > known:
+            fn(_ZERO, _ZERO, np.uint64(cols), *args)  # an empty range
+            if len(fn.overloads) > known:
                 record_compile(self.name, time.perf_counter() - t0)
             self._seen.add(kinds)
         u64 = np.uint64
-        if self.parts == 1:  # (no closure, no pool: small kernels are called often)
-            fn(_ZERO, u64(self.rows), u64(cols), *args)
-            return
         parallel_for(lambda start, stop: fn(u64(start), u64(stop), u64(cols), *args), self.rows,
                      self.parts)
 
