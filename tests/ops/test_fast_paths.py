@@ -1,5 +1,6 @@
-"""Row sums: ``sum`` over the last axis of C-ordered float rows is one BLAS gemv
-(``ops.reduce.add_reduce``); eager, compiled and the softmax family agree."""
+"""Fast paths of eager kernels give NumPy's values: ``sum`` over the last axis of
+C-ordered float rows is one BLAS gemv (``ops.reduce.add_reduce``; eager, compiled and
+the softmax family agree), and max/min take a scalar operand as a line of the array."""
 import numpy as np
 import pytest
 
@@ -55,3 +56,18 @@ def test_add_reduce_into_a_given_array(order):
     got = add_reduce(x, (2,), False, out)
     assert got is out
     assert out.tobytes() == np.asarray(add_reduce(x, (2,), False), order=order).tobytes()
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("op", ["relu", "maximum", "minimum"])
+def test_a_scalar_operand_of_max_and_min_keeps_values_and_memory_order(op, order):
+    """relu, maximum and minimum pass a scalar as one line along the contiguous axis (a
+    row, or a column of an F-ordered array); values and the result's order are NumPy's."""
+    x = np.asarray(R.standard_normal((32, 24)).astype(np.float32), order=order)
+    x[0, :3] = [np.nan, np.inf, -np.inf]
+    ref = {"relu": np.maximum(x, 0), "maximum": np.maximum(x, 0.5),
+           "minimum": np.minimum(x, 0.5)}[op]
+    t = cr.tensor(x)
+    got = (cr.relu(t) if op == "relu" else getattr(cr, op)(t, 0.5)).data
+    assert got.tobytes(order="A") == ref.tobytes(order="A")
+    assert got.flags.f_contiguous == ref.flags.f_contiguous
