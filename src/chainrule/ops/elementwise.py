@@ -121,9 +121,9 @@ def _as_row(s, x):
     """The scalar ``s`` (0-d, or broadcast: all strides 0) as one line of ``x`` along its
     contiguous axis (the last, or the first of an F-ordered ``x``), when that line is
     long: NumPy's maximum and minimum run their SIMD loop for two arrays but not for an
-    array and a scalar (3x slower here). A row along the last axis of an F-ordered ``x``
-    would make NumPy walk ``x`` across its memory: relu of a (128, 512) F-ordered
-    activation took 53-66 us inside a training step, 34-41 us with a column."""
+    array and a scalar (3x slower here). Against a row along the last axis of an
+    F-ordered ``x`` NumPy walks ``x`` across its memory: relu of a (128, 512) F-ordered
+    activation out of cache takes 62 us so and 54 us with a column (in cache: 15.8, 14.4)."""
     f = x.ndim >= 2 and x.flags.f_contiguous and not x.flags.c_contiguous
     n = x.shape[0 if f else -1] if x.ndim else 0
     if n >= 16 and s.dtype == x.dtype and s.size and not any(s.strides) \
