@@ -169,13 +169,11 @@ def _xent_grad_vjp(u, out, x, t, g, *, scale):
 
 
 def _xent_grad_jvp(tan, out, x, t, g, *, scale):
-    parts = []
-    if tan[0] is not None:
-        parts.append(ew.mul(_softmax_jvp((tan[0],), bind(P_softmax, x, axis=(1,)), x,
-                                         axis=(1,)), ew.mul(g, -scale)))
-    if tan[2] is not None:
-        parts.append(bind(P_xent_grad, x, t, tan[2], scale=scale))
-    return parts[0] if len(parts) == 1 else ew.add(*parts)
+    return ew._plus(
+        None if tan[0] is None else ew.mul(
+            _softmax_jvp((tan[0],), bind(P_softmax, x, axis=(1,)), x, axis=(1,)),
+            ew.mul(g, -scale)),
+        None if tan[2] is None else bind(P_xent_grad, x, t, tan[2], scale=scale))
 
 
 P_xent = defprim("cross_entropy", _xent_impl, lambda x, t, *, scale: ((), x.dtype),
