@@ -143,11 +143,12 @@ P_linear = defprim("linear", _linear_impl, _linear_rule, _linear_vjp, _linear_jv
 def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
     """``x @ w.T + b`` for a 2-D ``x`` (N, in), ``w`` (out, in) and ``b`` (out,) or None;
     the checks and the other ranks are ``nn.functional.linear``'s."""
-    dt = np.result_type(x.dtype, w.dtype, *([b.dtype] if b is not None else []))
-    x, w = (v if v.dtype == dt else ew.cast(v, dt) for v in (x, w))
-    if b is None:
-        return bind(P_linear, x, w)
-    return bind(P_linear, x, w, b if b.dtype == dt else ew.cast(b, dt))
+    dt = x.dtype
+    if w.dtype != dt or (b is not None and b.dtype != dt):  # (the common case skips this)
+        dt = np.result_type(x.dtype, w.dtype, *([b.dtype] if b is not None else []))
+        x, w = (v if v.dtype == dt else ew.cast(v, dt) for v in (x, w))
+        b = b if b is None or b.dtype == dt else ew.cast(b, dt)
+    return bind(P_linear, x, w) if b is None else bind(P_linear, x, w, b)
 
 
 # ---------------------------------------------------------------- einsum
